@@ -1,0 +1,1 @@
+"""What a run records: the per-step log, the final metrics, the loss plot, the environment."""

@@ -1,0 +1,51 @@
+"""Training: one recipe per stage, a shared start (seed, env.json) and end (summary, objective)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from omegaconf import DictConfig
+from transformers import set_seed
+
+from llmft.track.environment import write_environment
+from llmft.track.run_log import loss_series, read_log
+from llmft.train.sft import run_sft
+
+log = logging.getLogger(__name__)
+STAGES = {"sft": run_sft}
+
+
+def run_title(cfg: DictConfig) -> str:
+    model = Path(cfg.model.name_or_path).name
+    return f"{model} {cfg.method.finetuning_type}-{cfg.method.stage} on {'+'.join(cfg.dataset)}"
+
+
+def train(cfg: DictConfig, run_dir: Path) -> float | None:
+    """Train per cfg.method.stage in run_dir; return the objective for sweepers."""
+    set_seed(cfg.seed)
+    write_environment(run_dir)
+    metrics = STAGES[cfg.method.stage](cfg, run_dir, run_title(cfg))
+    print(summary(run_dir, metrics), flush=True)
+    return objective(metrics, cfg.task.objective)
+
+
+def objective(metrics: dict[str, float], name: str) -> float | None:
+    if name in metrics:
+        return float(metrics[name])
+    log.warning("Objective %r was not measured (no eval split?); returning train_loss instead.", name)
+    return metrics.get("train_loss")
+
+
+def summary(run_dir: Path, metrics: dict[str, float]) -> str:
+    _, losses = loss_series(read_log(run_dir))
+    lines = [f"Run directory: {Path(run_dir).resolve()}"]
+    if losses:
+        lines.append(f"Loss: {losses[0]:.4f} (first logged) -> {losses[-1]:.4f} (last logged)")
+    if "eval_loss" in metrics:
+        lines.append(f"Eval loss: {metrics['eval_loss']:.4f}")
+    lines.append(
+        f"Throughput: {metrics.get('train_tokens_per_second', 0):,.0f} tokens/s "
+        f"over {metrics.get('train_runtime', 0):.1f} s"
+    )
+    return "\n".join(lines)

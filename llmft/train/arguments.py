@@ -1,0 +1,49 @@
+"""The training arguments every stage shares, read from the composed config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from llmft.launch.resume import CHECKPOINT_DIR
+from llmft.model.loader import resolve_device, resolve_precision
+from llmft.track.reporters import report_to
+
+
+def common_training_arguments(cfg: DictConfig, run_dir: Path, has_eval: bool) -> dict:
+    """Keyword arguments for any transformers TrainingArguments subclass (TRL's SFTConfig, DPOConfig, ...)."""
+    method = cfg.method
+    precision = resolve_precision(cfg.hardware)
+    return dict(
+        output_dir=str(Path(run_dir) / CHECKPOINT_DIR),
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        learning_rate=method.learning_rate,
+        num_train_epochs=method.num_train_epochs,
+        max_steps=method.max_steps,
+        per_device_train_batch_size=method.per_device_train_batch_size,
+        per_device_eval_batch_size=method.per_device_eval_batch_size,
+        gradient_accumulation_steps=method.gradient_accumulation_steps,
+        lr_scheduler_type=method.lr_scheduler_type,
+        warmup_steps=method.warmup_steps,
+        weight_decay=method.weight_decay,
+        max_grad_norm=method.max_grad_norm,
+        optim=method.optim,
+        # TRL configs default to gradient checkpointing and bf16 even on CPU: always say what we want
+        gradient_checkpointing=method.gradient_checkpointing,
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+        use_cpu=resolve_device(cfg.hardware) == "cpu",
+        logging_steps=method.logging_steps,
+        logging_first_step=True,
+        save_strategy="steps",
+        save_steps=method.save_steps,
+        save_total_limit=method.save_total_limit,
+        eval_strategy="steps" if has_eval else "no",
+        eval_steps=method.eval_steps or method.logging_steps,
+        report_to=report_to(cfg.logger, run_dir),
+        include_num_input_tokens_seen="non_padding",
+        dataloader_num_workers=cfg.hardware.dataloader_num_workers,
+        disable_tqdm=False,
+    )

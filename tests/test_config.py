@@ -1,0 +1,105 @@
+"""Composition and validation: every shipped config works, every mistake is named before torch loads."""
+
+from __future__ import annotations
+
+import pytest
+from hydra.errors import ConfigCompositionException, MissingConfigException
+
+from conftest import CONF_DIR, compose, run_cli
+from llmft.config.errors import ConfigError, _explain
+from llmft.config.validate import validate
+
+GROUPS = sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir() and p.name != "hydra")
+
+
+def shipped_options():
+    for group in GROUPS:
+        for yaml in sorted((CONF_DIR / group).glob("*.yaml")):
+            yield group, yaml.stem
+
+
+# Options that only make sense with a matching method: compose them with one.
+COMPANIONS = {("quantization", "bnb_4bit"): ["method=lora_sft"], ("quantization", "bnb_8bit"): ["method=lora_sft"]}
+
+
+@pytest.mark.parametrize(("group", "option"), list(shipped_options()))
+def test_every_shipped_option_composes_and_validates(group, option):
+    cfg = compose(f"{group}={option}", *COMPANIONS.get((group, option), []))
+    validate(cfg)
+
+
+def test_several_datasets_are_selected_at_once():
+    cfg = compose("dataset=[demo_sft,demo_sharegpt]")
+    assert list(cfg.dataset) == ["demo_sft", "demo_sharegpt"]
+    assert cfg.dataset.demo_sharegpt.formatting == "sharegpt"
+
+
+def explain(*overrides: str) -> str:
+    with pytest.raises((ConfigCompositionException, MissingConfigException)) as failure:
+        compose(*overrides)
+    return _explain(failure.value)
+
+
+def test_misspelled_key_on_the_command_line_names_key_group_and_suggestion():
+    message = explain("method.lerning_rate=1e-4")
+    assert "method.lerning_rate" in message and "group 'method'" in message
+    assert "Did you mean 'learning_rate'" in message
+
+
+def test_misspelled_key_inside_a_dataset_entry():
+    message = explain("dataset.demo_sft.formating=sharegpt")
+    assert "Did you mean 'formatting'" in message
+
+
+def test_misspelled_key_in_a_yaml_file_names_the_file(tmp_path):
+    (tmp_path / "method").mkdir()
+    (tmp_path / "method" / "my_method.yaml").write_text("stage: sft\nlerning_rate: 1.0e-4\n")
+    message = explain(f"hydra.searchpath=[file://{tmp_path}]", "method=my_method")
+    assert "conf/method/my_method.yaml" in message
+    assert "Did you mean 'learning_rate'" in message
+
+
+def test_wrong_type_names_the_key_and_the_expected_type():
+    message = explain("method.lora_rank=eight")
+    assert "method.lora_rank" in message and "expects integer" in message
+
+
+def test_unknown_group_option_suggests_the_nearest():
+    message = explain("method=lora_sfft")
+    assert "Unknown option 'lora_sfft' for config group 'method'" in message
+    assert "Did you mean 'lora_sft'" in message
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (["quantization=bnb_4bit", "method=full_sft"], "quantization=bnb_4bit needs LoRA"),
+        (["quantization=bnb_8bit", "method=freeze_sft"], "quantization=bnb_8bit needs LoRA"),
+        (["method.finetuning_type=lora4"], "Did you mean 'lora'"),
+        (["dataset.demo_sft.path=no/such/file.json"], "file 'no/such/file.json' not found"),
+        (["dataset=[demo_sft,demo_sharegpt]", "data.interleave_probs=[1.0]"], "one probability per dataset"),
+        (["+lerning_rate=1"], "Unknown top-level key 'lerning_rate'"),
+        (["hardware=cpu", "hardware.precision=fp16"], "fp16 is not supported on the CPU"),
+    ],
+)
+def test_impossible_or_invalid_settings_are_rejected_before_training(overrides, expected):
+    with pytest.raises(ConfigError, match=expected.replace("(", r"\(").replace("[", r"\[")):
+        validate(compose(*overrides))
+
+
+def test_cli_config_error_is_one_clear_message_and_no_torch():
+    result = run_cli("method.lerning_rate=1e-4", python_flags=("-X", "importtime"))
+    assert result.returncode == 2
+    assert "llmft: config error: Unknown config key 'method.lerning_rate'" in result.stderr
+    assert "Traceback" not in result.stderr
+    imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if "import time:" in line}
+    assert "hydra" in imported and "torch" not in imported
+
+
+def test_cli_prints_the_composed_config_and_the_groups():
+    job = run_cli("--cfg", "job", "method.lora_rank=16")
+    assert job.returncode == 0 and "lora_rank: 16" in job.stdout
+    help_text = run_cli("--help").stdout
+    for group in ("model", "method", "dataset", "quantization", "hardware", "logger", "task"):
+        assert f"{group}:" in help_text
+    assert "llama3" in help_text and "lora_sft" in help_text
