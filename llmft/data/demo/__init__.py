@@ -1,0 +1,1 @@
+"""Small demo datasets written by llmft (regenerate with `python -m llmft.data.demo.generate`)."""
