@@ -1,0 +1,228 @@
+"""Tokenizer and model loading: where the weights come from, on which device, in which dtype,
+quantized or not."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from llmft.model.tiny import ensure_tiny_model
+
+logger = logging.getLogger(__name__)
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISION_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+DTYPE_NAMES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+}
+# Tokenizer classes that mean "exactly the tokenizer.json saved here" (our tiny models, most
+# fine-tuned exports); AutoTokenizer may swap them for a family class with other ids (qwen2).
+GENERIC_TOKENIZER_CLASSES = ("TokenizersBackend", "PreTrainedTokenizerFast")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")
+
+
+def resolve_model_path(model_cfg: Any) -> str:
+    """Local directory or hub id of the base model; tiny models are built on first use."""
+    if model_cfg.tiny is not None:
+        return str(ensure_tiny_model(model_cfg.tiny))
+    return str(model_cfg.name_or_path)
+
+
+def _unreachable_model_error(name: str, err: Exception) -> OSError:
+    return OSError(
+        f"cannot load model.name_or_path={name!r}: it is not a local directory and the hub copy is "
+        "not reachable or not cached. Go online (unset HF_HUB_OFFLINE), log in with `hf auth login` "
+        "for gated models (and accept their licence on the hub), or set model.name_or_path to a "
+        f"local directory. Cause: {err}"
+    )
+
+
+def _check_local_path(name: str) -> None:
+    """A path-shaped name (hub ids are 'org/name') that does not exist is a typo, not a hub id."""
+    looks_like_path = name.startswith(("/", ".", "~")) or name.count("/") > 1
+    if looks_like_path and not Path(name).expanduser().exists():
+        raise FileNotFoundError(f"model directory {name!r} does not exist; fix model.name_or_path")
+
+
+def _tokenizer_source(model_cfg: Any, model_path: str) -> str:
+    """An adapter directory that carries a tokenizer wins: it holds the training-time chat template."""
+    adapter = model_cfg.adapter_path
+    if adapter and any((Path(adapter) / name).is_file() for name in TOKENIZER_FILES):
+        return str(adapter)
+    return model_path
+
+
+def _saved_tokenizer_class(source: str) -> str | None:
+    config_file = Path(source) / "tokenizer_config.json"
+    if not config_file.is_file():
+        return None
+    return json.loads(config_file.read_text(encoding="utf-8")).get("tokenizer_class")
+
+
+def load_tokenizer(model_cfg: Any, chat_template: str | None = None):
+    """The model's tokenizer, with a pad token and right padding (training layout).
+
+    `chat_template` (a named template's Jinja text) replaces the tokenizer's own when given.
+    """
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    model_path = resolve_model_path(model_cfg)
+    source = _tokenizer_source(model_cfg, model_path)
+    _check_local_path(source)
+    kwargs = {"revision": model_cfg.revision, "trust_remote_code": model_cfg.trust_remote_code}
+    try:
+        if _saved_tokenizer_class(source) in GENERIC_TOKENIZER_CLASSES:
+            tokenizer = PreTrainedTokenizerFast.from_pretrained(source, revision=model_cfg.revision)
+        else:
+            tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+    except OSError as err:
+        if Path(source).is_dir():
+            raise
+        raise _unreachable_model_error(str(model_cfg.name_or_path), err) from err
+
+    if chat_template is not None:
+        tokenizer.chat_template = chat_template
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "right"
+    return tokenizer
+
+
+def resolve_device(hardware_cfg: Any) -> str:
+    """'cuda' or 'cpu'."""
+    device = hardware_cfg.device
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(
+            "hardware.device=cuda but no CUDA GPU is visible; use hardware=cpu or hardware=auto"
+        )
+    if device not in ("cuda", "cpu"):
+        raise ValueError(f"hardware.device={device!r} is not one of: auto, cpu, cuda")
+    return device
+
+
+def resolve_precision(hardware_cfg: Any) -> str:
+    """'fp32', 'bf16' or 'fp16' for this device; auto picks the fastest safe one."""
+    device = resolve_device(hardware_cfg)
+    precision = hardware_cfg.precision
+    bf16_ok = device == "cpu" or torch.cuda.is_bf16_supported()
+    if precision == "auto":
+        if device == "cpu":
+            return "fp32"
+        return "bf16" if bf16_ok else "fp16"
+    if precision not in PRECISIONS:
+        raise ValueError(f"hardware.precision={precision!r} is not one of: auto, {', '.join(PRECISIONS)}")
+    if precision == "fp16" and device == "cpu":
+        raise ValueError("hardware.precision=fp16 needs a CUDA GPU; on the CPU use fp32 or bf16")
+    if precision == "bf16" and not bf16_ok:
+        raise ValueError("hardware.precision=bf16 is not supported by this GPU; use fp16 or fp32")
+    return precision
+
+
+def resolve_dtype(model_cfg: Any, hardware_cfg: Any) -> torch.dtype:
+    """Weight dtype: the preset's explicit dtype, or the run's precision when 'auto'."""
+    if model_cfg.dtype == "auto":
+        return PRECISION_DTYPES[resolve_precision(hardware_cfg)]
+    if model_cfg.dtype not in DTYPE_NAMES:
+        raise ValueError(f"model.dtype={model_cfg.dtype!r} is not one of: auto, float32, bfloat16, float16")
+    dtype = DTYPE_NAMES[model_cfg.dtype]
+    if (
+        dtype == torch.bfloat16
+        and resolve_device(hardware_cfg) == "cuda"
+        and not torch.cuda.is_bf16_supported()
+    ):
+        logger.warning("model.dtype=bfloat16 is not supported by this GPU; loading in float16")
+        return torch.float16
+    return dtype
+
+
+def _attn_implementation(requested: str, device: str) -> str:
+    if requested.startswith("flash_attention"):
+        package = "flash_attn_interface" if requested == "flash_attention_3" else "flash_attn"
+        if device != "cuda" or importlib.util.find_spec(package) is None:
+            logger.warning("%s needs a CUDA GPU and the %s package; using sdpa", requested, package)
+            return "sdpa"
+    return requested
+
+
+def _local_cuda_device() -> int:
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def _quantization_config(quant_cfg: Any, dtype: torch.dtype):
+    from transformers import BitsAndBytesConfig
+
+    if quant_cfg.method == "bnb_8bit":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    if quant_cfg.method == "bnb_4bit":
+        compute_dtype = dtype if quant_cfg.compute_dtype == "auto" else DTYPE_NAMES[quant_cfg.compute_dtype]
+        return BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type=quant_cfg.quant_type,
+            bnb_4bit_use_double_quant=quant_cfg.double_quant,
+            bnb_4bit_compute_dtype=compute_dtype,
+        )
+    raise ValueError(f"quantization.method={quant_cfg.method!r} is not one of: none, bnb_4bit, bnb_8bit")
+
+
+def is_quantized(cfg: Any) -> bool:
+    return cfg.quantization.method != "none"
+
+
+def load_model(cfg: Any, tokenizer, *, for_training: bool = True):
+    """The base causal LM of the composed config `cfg` (model, quantization, hardware groups).
+
+    Training: weights stay on the CPU for the trainer to place (quantized ones go straight to their
+    device), use_cache off. Inference: placed on the device, in eval mode, with model.adapter_path
+    applied.
+    """
+    from transformers import AutoModelForCausalLM
+
+    model_cfg = cfg.model
+    device = resolve_device(cfg.hardware)
+    dtype = resolve_dtype(model_cfg, cfg.hardware)
+    kwargs: dict[str, Any] = {
+        "dtype": dtype,
+        "attn_implementation": _attn_implementation(model_cfg.attn_implementation, device),
+        "revision": model_cfg.revision,
+        "trust_remote_code": model_cfg.trust_remote_code,
+    }
+    device_map: Any = "cpu" if device == "cpu" else {"": _local_cuda_device()}
+    if is_quantized(cfg):
+        kwargs["quantization_config"] = _quantization_config(cfg.quantization, dtype)
+        kwargs["device_map"] = device_map
+    elif not for_training:
+        kwargs["device_map"] = device_map
+
+    path = resolve_model_path(model_cfg)
+    _check_local_path(path)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    except OSError as err:
+        if Path(path).is_dir():
+            raise
+        raise _unreachable_model_error(str(model_cfg.name_or_path), err) from err
+
+    if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
+        model.resize_token_embeddings(len(tokenizer))
+    if for_training:
+        model.config.use_cache = False
+        return model
+
+    if model_cfg.adapter_path:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, model_cfg.adapter_path)
+    return model.eval()
