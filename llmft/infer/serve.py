@@ -1,0 +1,48 @@
+"""task=serve: the OpenAI-compatible API and the web chat page on task.host:task.port."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from llmft.infer.engine import SamplingParams, build_engine, require_backend
+
+log = logging.getLogger(__name__)
+
+
+def api_key(cfg: DictConfig) -> str | None:
+    """task.api_key, else the LLMFT_API_KEY environment variable (kept out of saved configs)."""
+    return cfg.task.api_key or os.environ.get("LLMFT_API_KEY") or None
+
+
+def serve(cfg: DictConfig, run_dir: Path) -> None:
+    import uvicorn
+
+    from llmft.infer.api import ServerSettings, create_app
+    from llmft.infer.reward import RewardScorer, is_reward_model
+
+    require_backend(cfg.generation.backend)
+    settings = ServerSettings(
+        defaults=SamplingParams.from_config(cfg.generation),
+        api_key=api_key(cfg),
+        max_request_bytes=cfg.task.max_request_bytes,
+        max_tokens_limit=cfg.task.max_tokens_limit,
+        max_waiting_requests=cfg.task.max_waiting_requests,
+    )
+    if is_reward_model(cfg.model):
+        app = create_app(settings, scorer=RewardScorer.from_config(cfg))
+    else:
+        app = create_app(settings, engine=build_engine(cfg))
+    if settings.api_key is None and cfg.task.host not in ("127.0.0.1", "localhost", "::1"):
+        log.warning(
+            "serving on %s without an API key: anyone who can reach it can use it "
+            "(set task.api_key or LLMFT_API_KEY)",
+            cfg.task.host,
+        )
+    print(
+        f"Serving on http://{cfg.task.host}:{cfg.task.port}  (web chat at /, OpenAI API at /v1)", flush=True
+    )
+    uvicorn.run(app, host=cfg.task.host, port=cfg.task.port, log_level="warning")

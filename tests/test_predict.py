@@ -1,0 +1,86 @@
+"""task=predict and the generation metrics it reports."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+from conftest import compose
+
+from llmft.evaluate.metrics import corpus_bleu, generation_metrics, lcs_length, rouge_l, rouge_n, words
+from llmft.evaluate.predict import prompt_and_label
+from llmft.main import run
+
+
+def test_words_split_punctuation_and_cjk_characters():
+    assert words("The cat, 你好!") == ["the", "cat", ",", "你", "好", "!"]
+
+
+def test_metrics_match_a_hand_computed_example():
+    prediction, reference = "the cat sat on a mat", "the cat sat on the mat"
+    # 6 words each. Unigrams: the, cat, sat, on, mat match (5 of 6; 'a' does not).
+    # Bigrams: the-cat, cat-sat, sat-on match (3 of 5). Trigrams: the-cat-sat, cat-sat-on (2 of 4).
+    # 4-grams: the-cat-sat-on (1 of 3). Equal lengths: no brevity penalty.
+    bleu = 100 * (5 / 6 * 3 / 5 * 2 / 4 * 1 / 3) ** (1 / 4)
+    assert corpus_bleu([prediction], [reference]) == pytest.approx(bleu)  # 53.728...
+    assert rouge_n(prediction, reference, 1) == pytest.approx(5 / 6)  # P = R = 5/6
+    assert rouge_n(prediction, reference, 2) == pytest.approx(3 / 5)
+    assert lcs_length(words(prediction), words(reference)) == 5  # the cat sat on mat
+    assert rouge_l(prediction, reference) == pytest.approx(5 / 6)
+
+    metrics = generation_metrics([prediction, "Paris."], [reference, "paris."])
+    assert metrics["rouge-1"] == pytest.approx(100 * (5 / 6 + 1) / 2)
+    assert metrics["rouge-2"] == pytest.approx(100 * (3 / 5 + 1) / 2)
+    assert metrics["exact_match"] == 0  # case counts for exact match
+    # corpus BLEU pools the counts: 1-grams 7/8, 2-grams 4/6, 3-grams 2/4, 4-grams 1/3
+    assert metrics["bleu-4"] == pytest.approx(100 * (7 / 8 * 4 / 6 * 2 / 4 * 1 / 3) ** 0.25)
+
+
+def test_bleu_brevity_penalty_and_no_match():
+    # a 3-word prediction against a 6-word reference, every n-gram up to 3 matching... but no 4-gram: 0
+    assert corpus_bleu(["the cat sat"], ["the cat sat on the mat"]) == 0.0
+    # 4 of 6 words, all n-grams match: precision 1, brevity penalty exp(1 - 6/4)
+    assert corpus_bleu(["the cat sat on"], ["the cat sat on the mat"]) == pytest.approx(
+        100 * math.exp(1 - 6 / 4)
+    )
+
+
+def test_prompt_is_the_conversation_before_the_last_reply():
+    row = {
+        "system": "Be kind.",
+        "tools": "",
+        "chosen": None,
+        "messages": [
+            {"role": "user", "content": "a"},
+            {"role": "assistant", "content": "b"},
+            {"role": "user", "content": "c"},
+            {"role": "assistant", "content": "d"},
+        ],
+    }
+    messages, label = prompt_and_label(row)
+    assert label == "d"
+    assert [m["content"] for m in messages] == ["Be kind.", "a", "b", "c"]
+    assert prompt_and_label({"system": "", "messages": [], "chosen": None, "text": "plain"}) is None
+
+
+def test_predict_writes_one_prediction_per_sample_and_their_metrics(tmp_path):
+    cfg = compose(
+        "task=predict",
+        "dataset=demo_sft",
+        "data.max_samples=10",
+        "task.batch_size=4",
+        "generation.do_sample=false",
+        "generation.max_new_tokens=8",
+    )
+    objective = run(cfg, run_dir=tmp_path)
+
+    lines = [json.loads(line) for line in (tmp_path / "generated_predictions.jsonl").read_text().splitlines()]
+    assert len(lines) == 10
+    assert all(set(line) == {"prompt", "label", "prediction"} for line in lines)
+    assert lines[0]["prompt"].endswith("<|im_start|>assistant\n")
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    recomputed = generation_metrics([line["prediction"] for line in lines], [line["label"] for line in lines])
+    assert {name: metrics[name] for name in recomputed} == pytest.approx(recomputed)
+    assert metrics["predict_samples"] == 10
+    assert objective == metrics["rouge-l"]
