@@ -46,3 +46,35 @@ def run_cli(
 @pytest.fixture
 def composed():
     return compose
+
+
+def train_test_tokenizer(
+    corpus: list[str],
+    *,
+    eos: str = "</s>",
+    extra: tuple[str, ...] = (),
+    vocab_size: int = 400,
+    chat_template=None,
+):
+    """A small byte-level BPE with <s>/<pad>/eos (+ extra specials) for tests that need no model."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=["<pad>", "<s>", *extra, eos],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    backend.train_from_iterator(corpus, trainer=trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        bos_token="<s>",
+        eos_token=eos,
+        pad_token="<pad>",
+        extra_special_tokens=list(extra),
+        chat_template=chat_template,
+    )

@@ -4,7 +4,6 @@ with the ids it was trained with (qwen model types tempt AutoTokenizer into anot
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -46,17 +45,6 @@ def architecture_of(hub_id: str) -> str:
         if family in lowered:
             return architecture
     raise KeyError(f"no tiny architecture for {hub_id}; extend FAMILY_ARCHITECTURES")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def tiny_cache(tmp_path_factory):
-    previous = os.environ.get("LLMFT_CACHE")
-    os.environ["LLMFT_CACHE"] = str(tmp_path_factory.mktemp("llmft_cache"))
-    yield
-    if previous is None:
-        os.environ.pop("LLMFT_CACHE")
-    else:
-        os.environ["LLMFT_CACHE"] = previous
 
 
 def preset_on_tiny(name: str):

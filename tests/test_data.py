@@ -10,9 +10,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import train_test_tokenizer
 from datasets import Dataset
 from omegaconf import OmegaConf
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
 from llmft.config.schema import DataConfig, DatasetConfig
@@ -33,23 +33,12 @@ TURNS = [("Add 2 and 3.", "2 + 3 = 5."), ("Reverse the word.\ncat", "tac")]
 
 @pytest.fixture(scope="session")
 def tokenizer() -> PreTrainedTokenizerFast:
-    """A small byte-level BPE trained on one demo file, with ChatML (our template) and <s>/<|im_end|>/<pad>."""
-    backend = Tokenizer(models.BPE())
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    backend.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
+    """Trained on one demo file, with ChatML (our template) and <s>/<|im_end|>/<pad>."""
+    return train_test_tokenizer(
+        [(generate.DEMO_DIR / "demo_sft.json").read_text()],
+        eos="<|im_end|>",
+        extra=("<|im_start|>",),
         vocab_size=500,
-        special_tokens=["<pad>", "<s>", "<|im_start|>", "<|im_end|>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    backend.train_from_iterator([(generate.DEMO_DIR / "demo_sft.json").read_text()], trainer=trainer)
-    return PreTrainedTokenizerFast(
-        tokenizer_object=backend,
-        bos_token="<s>",
-        eos_token="<|im_end|>",
-        pad_token="<pad>",
-        extra_special_tokens=["<|im_start|>"],
         chat_template=TEMPLATES["chatml"],
     )
 

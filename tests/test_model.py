@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -20,18 +19,6 @@ TEXTS = [
     "The cat sat on the mat and looked at the garden.",
     "Explain why the sky is blue in one short sentence.",
 ]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def tiny_cache(tmp_path_factory):
-    """Tiny models are built once into a private cache for this module."""
-    previous = os.environ.get("LLMFT_CACHE")
-    os.environ["LLMFT_CACHE"] = str(tmp_path_factory.mktemp("llmft_cache"))
-    yield
-    if previous is None:
-        os.environ.pop("LLMFT_CACHE")
-    else:
-        os.environ["LLMFT_CACHE"] = previous
 
 
 def make_cfg(**groups):

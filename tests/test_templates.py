@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from conftest import train_test_tokenizer
 from transformers import PreTrainedTokenizerFast
 
 from llmft.data.errors import DataError
@@ -67,20 +67,8 @@ END_OF_TURN = {
 
 @pytest.fixture(scope="module")
 def tokenizer() -> PreTrainedTokenizerFast:
-    """A byte-level BPE (every byte is a token) with <s>/</s>/<pad>; only rendering and offsets matter here."""
-    backend = Tokenizer(models.BPE())
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    backend.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=400,
-        special_tokens=["<pad>", "<s>", "</s>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    backend.train_from_iterator([m["content"] for m in CONVERSATION + WITH_TOOL_TURN] * 20, trainer=trainer)
-    return PreTrainedTokenizerFast(
-        tokenizer_object=backend, bos_token="<s>", eos_token="</s>", pad_token="<pad>"
-    )
+    """Every byte is a token, with <s>/</s>/<pad>; only rendering and offsets matter here."""
+    return train_test_tokenizer([m["content"] for m in CONVERSATION + WITH_TOOL_TURN] * 20)
 
 
 def render(tokenizer, name: str, messages, add_generation_prompt: bool = False, tools=None) -> str:

@@ -33,8 +33,12 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")
 
 
 def resolve_model_path(model_cfg: Any) -> str:
-    """Local directory or hub id of the base model; tiny models are built on first use."""
-    if model_cfg.tiny is not None:
+    """Local directory or hub id of the base model; tiny models are built on first use.
+
+    A tiny preset whose name_or_path was pointed at an existing directory (a trained run's model/)
+    loads that directory: `model=tiny model.name_or_path=outputs/<run>/model` needs no `model.tiny=null`.
+    """
+    if model_cfg.tiny is not None and not Path(model_cfg.name_or_path).is_dir():
         return str(ensure_tiny_model(model_cfg.tiny))
     return str(model_cfg.name_or_path)
 

@@ -17,6 +17,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from llmft.config.paths import cache_root
+
 # Bump when the build recipe changes, so cached models built the old way are not reused.
 FORMAT_VERSION = 1
 
@@ -43,10 +45,6 @@ CHATML_TEMPLATE = (
     "{%- endfor -%}"
     "{%- if add_generation_prompt -%}{{ '<|im_start|>assistant\\n' }}{%- endif -%}"
 )
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("LLMFT_CACHE", "~/.cache/llmft")).expanduser()
 
 
 def canonical_architecture(name: str) -> str:
