@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 from omegaconf import DictConfig
 
+from llmft.config.tasks import TASKS
 from llmft.config.validate import validate
+from llmft.data.sources import check_dataset_files
 
 
 def hydra_run_dir() -> Path:
@@ -15,13 +18,17 @@ def hydra_run_dir() -> Path:
     return Path(HydraConfig.get().runtime.output_dir)
 
 
+def check(cfg: DictConfig) -> None:
+    """Every compose-time check (the config's and the selected datasets'); raises ConfigError."""
+    validate(cfg, dataset_problems=check_dataset_files(cfg.dataset))
+
+
 def run(cfg: DictConfig, run_dir: Path | None = None) -> float | None:
     """The whole program after composition. run_dir defaults to Hydra's output dir for this job."""
-    validate(cfg)
+    check(cfg)
     run_dir = Path(run_dir) if run_dir is not None else hydra_run_dir()
     run_dir.mkdir(parents=True, exist_ok=True)
-    if cfg.task.name == "train":
-        from llmft.train import train  # heavy: torch, transformers, TRL
+    module, function = TASKS[cfg.task.name].split(":")
+    from llmft.launch import run_task  # here, or as torchrun workers / Slurm tasks per cfg.hardware
 
-        return train(cfg, run_dir)
-    raise AssertionError(f"task {cfg.task.name!r} passed validation but has no runner")
+    return run_task(cfg, run_dir, lambda: getattr(importlib.import_module(module), function)(cfg, run_dir))

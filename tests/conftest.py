@@ -15,6 +15,10 @@ CONF_DIR = ROOT / "conf"
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("LLMFT_CACHE", tempfile.mkdtemp(prefix="llmft-test-cache-"))
+# Runs that keep the default logger (MLflow) must not write into the repo's outputs/mlflow.db.
+os.environ.setdefault(
+    "MLFLOW_TRACKING_URI", f"sqlite:///{tempfile.mkdtemp(prefix='llmft-test-mlflow-')}/mlflow.db"
+)
 
 
 def compose(*overrides: str):

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import importlib.util
+import re
+
 import pytest
+from conftest import CONF_DIR, compose, run_cli
 from hydra.errors import ConfigCompositionException, MissingConfigException
 
-from conftest import CONF_DIR, compose, run_cli
 from llmft.config.errors import ConfigError, _explain
-from llmft.config.validate import validate
+from llmft.main import check
 
 GROUPS = sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir() and p.name != "hydra")
 
@@ -18,14 +21,49 @@ def shipped_options():
             yield group, yaml.stem
 
 
-# Options that only make sense with a matching method: compose them with one.
-COMPANIONS = {("quantization", "bnb_4bit"): ["method=lora_sft"], ("quantization", "bnb_8bit"): ["method=lora_sft"]}
+# Choices an option only makes sense with: a preference method needs preference data, and so on.
+COMPANIONS = {
+    ("quantization", "bnb_4bit"): ["method=lora_sft"],
+    ("quantization", "bnb_8bit"): ["method=lora_sft"],
+    ("dataset", "demo_dpo"): ["method=lora_dpo"],
+    ("dataset", "demo_kto"): ["method=lora_kto"],
+}
+STAGE_DATASETS = {"pt": "demo_pt", "rm": "demo_dpo", "dpo": "demo_dpo", "kto": "demo_kto"}
+# Options that need a package this machine may lack, or inputs only the user can give: they must
+# compose, and validation must name what is missing and how to get it.
+NEEDS_PACKAGE = {
+    ("quantization", "gptq"): ("gptqmodel", "pip install optimum gptqmodel"),
+    ("quantization", "awq"): ("gptqmodel", "pip install gptqmodel"),
+    ("hardware", "deepspeed_z2"): ("deepspeed", "pip install deepspeed"),
+    ("hardware", "deepspeed_z3"): ("deepspeed", "pip install deepspeed"),
+    ("hardware", "deepspeed_z3_offload"): ("deepspeed", "pip install deepspeed"),
+}
+NEEDS_INPUT = {("task", "export"): "task=export needs task.export_dir=<directory>"}
+
+
+def companions(group: str, option: str) -> list[str]:
+    if group == "method":
+        stage = compose(f"method={option}").method.stage
+        return [f"dataset={STAGE_DATASETS[stage]}"] if stage in STAGE_DATASETS else []
+    return COMPANIONS.get((group, option), [])
+
+
+def expected_rejection(group: str, option: str) -> str | None:
+    if (group, option) in NEEDS_PACKAGE:
+        package, fix = NEEDS_PACKAGE[group, option]
+        return fix if importlib.util.find_spec(package) is None else None
+    return NEEDS_INPUT.get((group, option))
 
 
 @pytest.mark.parametrize(("group", "option"), list(shipped_options()))
 def test_every_shipped_option_composes_and_validates(group, option):
-    cfg = compose(f"{group}={option}", *COMPANIONS.get((group, option), []))
-    validate(cfg)
+    cfg = compose(f"{group}={option}", *companions(group, option))
+    rejection = expected_rejection(group, option)
+    if rejection is None:
+        check(cfg)
+    else:
+        with pytest.raises(ConfigError, match=re.escape(rejection)):
+            check(cfg)
 
 
 def test_several_datasets_are_selected_at_once():
@@ -84,7 +122,7 @@ def test_unknown_group_option_suggests_the_nearest():
 )
 def test_impossible_or_invalid_settings_are_rejected_before_training(overrides, expected):
     with pytest.raises(ConfigError, match=expected.replace("(", r"\(").replace("[", r"\[")):
-        validate(compose(*overrides))
+        check(compose(*overrides))
 
 
 def test_cli_config_error_is_one_clear_message_and_no_torch():
@@ -92,7 +130,9 @@ def test_cli_config_error_is_one_clear_message_and_no_torch():
     assert result.returncode == 2
     assert "llmft: config error: Unknown config key 'method.lerning_rate'" in result.stderr
     assert "Traceback" not in result.stderr
-    imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if "import time:" in line}
+    imported = {
+        line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if "import time:" in line
+    }
     assert "hydra" in imported and "torch" not in imported
 
 
@@ -103,3 +143,14 @@ def test_cli_prints_the_composed_config_and_the_groups():
     for group in ("model", "method", "dataset", "quantization", "hardware", "logger", "task"):
         assert f"{group}:" in help_text
     assert "llama3" in help_text and "lora_sft" in help_text
+
+
+EXPERIMENTS = sorted(p.stem for p in (CONF_DIR.parent / "experiments" / "experiment").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_every_experiment_recipe_composes_and_validates(name):
+    cfg = compose(f"+experiment={name}")
+    check(cfg)
+    assert cfg.method.stage  # the recipe landed at the top level, not under an `experiment` key
+    assert "experiment" not in cfg

@@ -22,11 +22,19 @@ from omegaconf.errors import OmegaConfBaseException
 
 from llmft.config.schema import LlmftConfig
 
-EXIT_CONFIG_ERROR = 2
+
+class ReportedError(Exception):
+    """An error whose message says what went wrong and how to fix it: printed without a traceback."""
+
+    label = "error"
+    exit_code = 1
 
 
-class ConfigError(ValueError):
+class ConfigError(ReportedError, ValueError):
     """An invalid or impossible configuration, detected before any heavy work."""
+
+    label = "config error"
+    exit_code = 2
 
 
 def did_you_mean(word: str, choices: Sequence[str]) -> str:
@@ -64,8 +72,6 @@ def _unknown_key_message(full_key: str, where: str) -> str:
 
 def _explain(exc: BaseException) -> str | None:
     """One readable message for a config failure, or None when it is not one."""
-    if isinstance(exc, ConfigError):
-        return str(exc)
     if isinstance(exc, MissingConfigException) and exc.options is not None:
         group, _, option = (exc.missing_cfg_file or "").rpartition("/")
         return (
@@ -92,13 +98,16 @@ def _explain(exc: BaseException) -> str | None:
 
 @contextlib.contextmanager
 def explain_config_errors() -> Iterator[None]:
-    """Print config mistakes as one clear message and exit 2; let every other error through."""
+    """Print config mistakes (and other ReportedErrors) as one clear message; let every other error through."""
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")  # hand Hydra's exceptions to us instead of printing them
     try:
         yield
     except Exception as exc:  # noqa: BLE001 - re-raised below unless it is a config error
-        message = _explain(exc)
-        if message is None:
+        if isinstance(exc, ReportedError):
+            label, message, exit_code = exc.label, str(exc), exc.exit_code
+        elif (message := _explain(exc)) is not None:
+            label, exit_code = ConfigError.label, ConfigError.exit_code
+        else:
             raise
-        sys.stderr.write(f"llmft: config error: {message}\n")
-        sys.exit(EXIT_CONFIG_ERROR)
+        sys.stderr.write(f"llmft: {label}: {message}\n")
+        sys.exit(exit_code)

@@ -18,8 +18,21 @@ class TaskConfig:
     objective: str = "eval_loss"  # metric run.py returns to sweepers (falls back to train_loss)
     host: str = "127.0.0.1"
     port: int = 8000
-    api_key: str | None = None
-    export_dir: str | None = None
+    api_key: str | None = None  # serve: required Bearer key (or env LLMFT_API_KEY); None = open
+    export_dir: str | None = None  # export: where the merged model, tokenizer and Modelfile go
+    export_dtype: str = (
+        "auto"  # export: auto (model.dtype, else the checkpoint's) | float32 | bfloat16 | float16
+    )
+    export_device: str = "cpu"  # export: where the merge runs: cpu | cuda | auto
+    max_shard_size: str = "2GB"  # export: largest safetensors shard, e.g. 500MB, 5GB
+    export_hub_model_id: str | None = None  # export: also push to this hub repo (token: env HF_TOKEN)
+    export_quantization_bit: int | None = None  # export: GPTQ-quantize to 2/3/4/8 bits (GPU + gptqmodel)
+    system_prompt: str | None = None  # chat: the conversation's system message
+    served_model_name: str | None = None  # serve: the id /v1/models reports; default: from the model path
+    max_request_bytes: int = 1_000_000  # serve: larger request bodies get 413
+    max_tokens_limit: int = 4096  # serve: the most tokens one request may ask for
+    max_waiting_requests: int = 64  # serve: requests queued behind the running one; more get 503
+    batch_size: int = 8  # predict: prompts generated together (left-padded)
 
 
 @dataclass
@@ -34,6 +47,9 @@ class TinyModelSpec:
     num_attention_heads: int = 4
     num_key_value_heads: int = 2
     max_position_embeddings: int = 1024
+    # Wider than real models' 0.02: a random model that small otherwise predicts a flat distribution
+    # that LoRA alone barely bends, and the demo could not show learning.
+    initializer_range: float = 0.1
 
 
 @dataclass
@@ -60,6 +76,12 @@ class MethodConfig:
     lora_target: Any = "auto"  # auto (the model preset's) | all (every linear but the head) | [module names]
     use_dora: bool = False
     use_rslora: bool = False
+    pissa_init: bool = False  # PiSSA: start from the principal singular vectors (base keeps the residual)
+    pissa_iter: int = 16  # PiSSA fast-SVD iterations; <= 0: exact SVD (slow on big models)
+    loraplus_lr_ratio: float | None = None  # LoRA+: B matrices learn at learning_rate * ratio (e.g. 16)
+    additional_target: list[str] = field(
+        default_factory=list
+    )  # fully trained too, e.g. [embed_tokens, lm_head]
     # freeze: train the last N decoder layers (negative: the first N), restricted to these module kinds
     freeze_trainable_layers: int = 2
     freeze_trainable_modules: list[str] = field(default_factory=lambda: ["all"])
@@ -77,6 +99,28 @@ class MethodConfig:
     max_grad_norm: float = 1.0
     optim: str = "adamw_torch"
     gradient_checkpointing: bool = False
+    # stage knobs (pt, dpo, kto; see conf/method/*_{pt,dpo,kto,orpo,simpo}.yaml)
+    packing: bool | None = None  # pt presets: true; overrides data.packing when set
+    pref_loss: str = "sigmoid"  # dpo: sigmoid | ipo | hinge | orpo | simpo
+    pref_beta: float = 0.1  # dpo/kto: higher stays closer to the reference; orpo: odds-ratio weight
+    pref_ftx: float = 0.0  # dpo: weight of an SFT loss on the chosen replies added to the preference loss
+    simpo_gamma: float = 0.5  # simpo: target reward margin
+    kto_desirable_weight: float = 1.0  # kto: loss weight of desirable rows (raise it when they are fewer)
+    kto_undesirable_weight: float = 1.0  # kto: loss weight of undesirable rows
+    # online RL (ppo, grpo, rloo; see conf/method/lora_{ppo,grpo,rloo}.yaml): rewards add up
+    reward_model: str | None = None  # an rm run dir (its adapter/ or model/) or a reward model directory
+    reward_funcs: list[Any] = field(default_factory=list)  # built-in names or {_target_: ...} callables
+    max_completion_length: int = 64  # tokens sampled per reply during training
+    temperature: float = 1.0  # sampling temperature of the rollouts (1.0 = the policy's own distribution)
+    kl_coef: float = 0.05  # weight of the KL penalty to the reference (the model without the adapter)
+    cliprange: float = 0.2  # the policy ratio is clipped to 1 ± cliprange
+    num_generations: int = 4  # grpo/rloo: replies sampled per prompt (must divide the batch)
+    ppo_epochs: int = 4  # ppo: optimisation passes over each rollout batch (grpo/rloo: num_iterations)
+    mini_batch_size: int = 2  # ppo: rollouts per optimiser step (must divide per_device_train_batch_size)
+    gamma: float = 1.0  # ppo: discount over reply tokens
+    lam: float = 0.95  # ppo: GAE lambda (bias/variance trade-off of the advantages)
+    cliprange_value: float = 0.2  # ppo: the value prediction moves at most this far from the rollout's
+    vf_coef: float = 0.1  # ppo: weight of the value loss in the total loss
     # bookkeeping
     logging_steps: int = 5
     save_steps: int = 100
@@ -146,10 +190,30 @@ class DataConfig:
 
 @dataclass
 class QuantizationConfig:
-    method: str = "none"  # none | bnb_4bit | bnb_8bit
+    method: str = (
+        "none"  # none | bnb_4bit | bnb_8bit | gptq | awq (gptq/awq: the checkpoint is pre-quantized)
+    )
     quant_type: str = "nf4"  # nf4 | fp4 (4-bit only)
     double_quant: bool = True
     compute_dtype: str = "auto"  # dtype of 4-bit matmuls; auto follows the model dtype
+
+
+@dataclass
+class SlurmConfig:
+    """Where and how hardware=slurm / slurm_multi_node jobs run (mapped onto hydra.launcher.*)."""
+
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    gpus_per_node: int | None = None  # with GPUs, usually = hardware.nproc_per_node
+    cpus_per_task: int | None = None
+    mem_gb: int | None = None  # per node
+    timeout_min: int = 60
+    signal_delay_s: int = 120  # the USR2 warning this long before the time limit: checkpoint, requeue
+    max_num_timeout: int = 3  # requeues after a time-out (preemptions do not count)
+    array_parallelism: int = 256  # sweep points running at once
+    setup: list[str] = field(default_factory=list)  # shell lines before srun (module load, source venv)
+    dry_run: bool = False  # print the sbatch script and the jobs' overrides instead of submitting
 
 
 @dataclass
@@ -157,6 +221,20 @@ class HardwareConfig:
     device: str = "auto"  # auto | cpu | cuda
     precision: str = "auto"  # auto (bf16 where supported, else fp32) | fp32 | bf16 | fp16
     dataloader_num_workers: int = 0
+    # Processes: more than one per node (or more than one node) starts torchrun workers for you.
+    nproc_per_node: Any = 1  # an int, or auto (one per visible GPU)
+    nnodes: int = 1
+    node_rank: int = 0
+    master_addr: str | None = None  # the rank-0 node's address; needed when nnodes > 1 (not on Slurm)
+    master_port: int = 29500
+    backend: str = "auto"  # auto (nccl on GPUs, gloo on the CPU) | nccl | gloo
+    strategy: str = "ddp"  # ddp | fsdp | deepspeed
+    deepspeed_config: str | None = None  # z2 | z3 | z3_offload (shipped) or a JSON file path
+    fsdp_reshard_after_forward: bool = True  # FSDP2: True shards everything (ZeRO-3-like), False ZeRO-2-like
+    fsdp_cpu_offload: bool = False
+    fsdp_transformer_layer_cls_to_wrap: list[str] | None = None  # default: the model's _no_split_modules
+    scheduler: str = "none"  # none | slurm (set by the slurm presets; submit with python run.py -m)
+    slurm: SlurmConfig = field(default_factory=SlurmConfig)
 
 
 @dataclass
@@ -166,10 +244,26 @@ class LoggerConfig:
     tensorboard: bool = False
     mlflow: bool = False
     wandb: bool = False
-    tracking_uri: str | None = None  # MLflow; default: the sqlite store under outputs/
+    tracking_uri: str | None = None  # MLflow; default: $MLFLOW_TRACKING_URI, else sqlite:///outputs/mlflow.db
     experiment_name: str = "llmft"
+    run_name: str | None = None  # default: <model>-<method>-<dataset>-<config hash>
+    log_model: bool = False  # MLflow: also upload the adapter (or model) directory as artifacts
     wandb_project: str = "llmft"
-    wandb_mode: str = "offline"  # offline works without an API key
+    wandb_mode: str = "offline"  # offline | online | disabled; offline works without an API key
+
+
+@dataclass
+class GenerationConfig:
+    """How chat, serve and predict generate; API requests override these per call."""
+
+    backend: str = "hf"  # hf (transformers, any device) | vllm | sglang (GPU engines, when installed)
+    do_sample: bool = True  # False: greedy decoding (temperature/top_p/top_k ignored)
+    temperature: float = 0.7
+    top_p: float = 0.9
+    top_k: int = 50
+    max_new_tokens: int = 512
+    repetition_penalty: float = 1.0
+    stop: list[str] = field(default_factory=list)  # strings that end the reply (not included in it)
 
 
 @dataclass
@@ -183,3 +277,4 @@ class LlmftConfig:
     quantization: QuantizationConfig = field(default_factory=QuantizationConfig)
     hardware: HardwareConfig = field(default_factory=HardwareConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
+    generation: GenerationConfig = field(default_factory=GenerationConfig)

@@ -14,7 +14,7 @@ from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from llmft.config.validate import backend_problem
+from llmft.config.checks.serving import backend_problem
 
 BACKENDS = {
     "hf": "llmft.infer.hf_engine:HFEngine",

@@ -14,10 +14,10 @@ from typing import Any
 import torch
 from transformers import GenerationConfig, StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
-from llmft.data.templates import apply_template
 from llmft.infer.engine import Completion, Engine, SamplingParams, TextStream, served_model_name
 from llmft.infer.stops import StopStringFilter, cut_at_stop
-from llmft.model.loader import load_model, load_tokenizer
+from llmft.model.loader import load_model
+from llmft.train.components import chat_tokenizer
 
 # End-of-turn markers of the chat templates in llmft.data.templates (and common base-model ends):
 # a named template on a base model must stop at its turn end even if the model's eos differs.
@@ -62,8 +62,7 @@ class HFEngine(Engine):
 
     @classmethod
     def from_config(cls, cfg: Any) -> HFEngine:
-        tokenizer = load_tokenizer(cfg.model)
-        apply_template(tokenizer, cfg.model.template)
+        tokenizer = chat_tokenizer(cfg.model)
         tokenizer.padding_side = "left"
         model = load_model(cfg, tokenizer, for_training=False)
         return cls(model, tokenizer, served_model_name(cfg))

@@ -9,9 +9,9 @@ from typing import Any
 
 import torch
 
-from llmft.data.templates import apply_template
 from llmft.infer.engine import served_model_name
-from llmft.model.loader import load_tokenizer, resolve_device, resolve_dtype, resolve_model_path
+from llmft.model.loader import resolve_device, resolve_dtype, resolve_model_path
+from llmft.train.components import chat_tokenizer
 
 
 def is_reward_model(model_cfg: Any) -> bool:
@@ -39,8 +39,7 @@ class RewardScorer:
 
         if cfg.quantization.method != "none":
             raise ValueError("reward models are served unquantized: use quantization=none with task=serve")
-        tokenizer = load_tokenizer(cfg.model)
-        apply_template(tokenizer, cfg.model.template)
+        tokenizer = chat_tokenizer(cfg.model)
         model = AutoModelForSequenceClassification.from_pretrained(
             resolve_model_path(cfg.model),
             num_labels=1,

@@ -11,10 +11,10 @@ from typing import Any
 
 import sglang
 
-from llmft.data.templates import apply_template
 from llmft.infer.engine import Completion, Engine, SamplingParams, TextStream, served_model_name, whole_reply
 from llmft.infer.hf_engine import END_OF_TURN_TOKENS
-from llmft.model.loader import load_tokenizer, resolve_model_path
+from llmft.model.loader import resolve_model_path
+from llmft.train.components import chat_tokenizer
 
 
 class SGLangEngine(Engine):
@@ -33,8 +33,7 @@ class SGLangEngine(Engine):
                 f"generation.backend=sglang does not apply quantization={cfg.quantization.method} (a bitsandbytes "
                 "preset of the hf backend): use quantization=none, or generation.backend=hf."
             )
-        tokenizer = load_tokenizer(cfg.model)
-        apply_template(tokenizer, cfg.model.template)
+        tokenizer = chat_tokenizer(cfg.model)
         adapter = str(cfg.model.adapter_path) if cfg.model.adapter_path else None
         runtime = sglang.Engine(
             model_path=resolve_model_path(cfg.model),

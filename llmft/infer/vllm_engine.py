@@ -16,10 +16,10 @@ from vllm import SamplingParams as VLLMSamplingParams
 from vllm.inputs import TokensPrompt
 from vllm.lora.request import LoRARequest
 
-from llmft.data.templates import apply_template
 from llmft.infer.engine import Completion, Engine, SamplingParams, TextStream, served_model_name, whole_reply
 from llmft.infer.hf_engine import END_OF_TURN_TOKENS
-from llmft.model.loader import load_tokenizer, resolve_model_path
+from llmft.model.loader import resolve_model_path
+from llmft.train.components import chat_tokenizer
 
 
 def _adapter_rank(adapter_path: str) -> int:
@@ -42,8 +42,7 @@ class VLLMEngine(Engine):
                 f"generation.backend=vllm does not apply quantization={cfg.quantization.method} (a bitsandbytes "
                 "preset of the hf backend): use quantization=none, or generation.backend=hf."
             )
-        tokenizer = load_tokenizer(cfg.model)
-        apply_template(tokenizer, cfg.model.template)
+        tokenizer = chat_tokenizer(cfg.model)
         adapter = cfg.model.adapter_path
         extra: dict[str, Any] = (
             {"enable_lora": True, "max_lora_rank": _adapter_rank(adapter)} if adapter else {}

@@ -1,1 +1,6 @@
-"""Starting and restarting runs: resume from checkpoints (multi-process and Slurm launchers come later)."""
+"""Starting and restarting runs: torchrun workers for multi-process hardware, Slurm tasks joining one
+torch.distributed world, checkpoint-and-requeue on preemption, resume from checkpoints."""
+
+from llmft.launch.dispatch import run_task
+
+__all__ = ["run_task"]

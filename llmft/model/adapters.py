@@ -8,6 +8,13 @@ from typing import Any
 import torch
 from torch import nn
 
+from llmft.model.lora_variants import (
+    init_lora_weights,
+    mark_loraplus,
+    modules_to_save,
+    remember_pissa_initial_adapter,
+)
+
 logger = logging.getLogger(__name__)
 
 FINETUNING_TYPES = ("lora", "freeze", "full")
@@ -64,13 +71,22 @@ def enable_gradient_checkpointing(model) -> None:
 # --- LoRA ---------------------------------------------------------------------------------
 
 
+# Score heads of sequence-classification models: PEFT trains them whole (modules_to_save), never via LoRA.
+SCORE_HEADS = ("score", "classifier")
+
+
+def peft_task_type(model) -> str:
+    """SEQ_CLS for a reward model: PEFT then keeps its new score head trainable and saves it with the adapter."""
+    return "SEQ_CLS" if type(model).__name__.endswith("ForSequenceClassification") else "CAUSAL_LM"
+
+
 def linear_module_names(model) -> list[str]:
-    """Leaf names of every linear layer (bitsandbytes ones included) except the output head."""
+    """Leaf names of every linear layer (bitsandbytes ones included) except the output or score head."""
     head = model.get_output_embeddings()
     names = {
         name.rsplit(".", 1)[-1]
         for name, module in model.named_modules()
-        if isinstance(module, nn.Linear) and module is not head
+        if isinstance(module, nn.Linear) and module is not head and name.rsplit(".", 1)[-1] not in SCORE_HEADS
     }
     return sorted(names)
 
@@ -106,17 +122,24 @@ def _apply_lora(model, method_cfg: Any, model_cfg: Any, quantized: bool):
     if quantized:  # norms to fp32, frozen k-bit weights; checkpointing comes after, for every type
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     if model_cfg.adapter_path:
-        return PeftModel.from_pretrained(model, model_cfg.adapter_path, is_trainable=True)
-    config = LoraConfig(
-        task_type="CAUSAL_LM",
-        r=method_cfg.lora_rank,
-        lora_alpha=method_cfg.lora_alpha,
-        lora_dropout=method_cfg.lora_dropout,
-        target_modules=resolve_lora_targets(model, method_cfg, model_cfg),
-        use_dora=method_cfg.use_dora,
-        use_rslora=method_cfg.use_rslora,
-    )
-    return get_peft_model(model, config)
+        peft_model = PeftModel.from_pretrained(model, model_cfg.adapter_path, is_trainable=True)
+    else:
+        config = LoraConfig(
+            task_type=peft_task_type(model),
+            r=method_cfg.lora_rank,
+            lora_alpha=method_cfg.lora_alpha,
+            lora_dropout=method_cfg.lora_dropout,
+            target_modules=resolve_lora_targets(model, method_cfg, model_cfg),
+            use_dora=method_cfg.use_dora,
+            use_rslora=method_cfg.use_rslora,
+            init_lora_weights=init_lora_weights(method_cfg),
+            modules_to_save=modules_to_save(model, method_cfg),
+        )
+        peft_model = get_peft_model(model, config)
+        if method_cfg.pissa_init:
+            remember_pissa_initial_adapter(peft_model)
+    mark_loraplus(peft_model, method_cfg.loraplus_lr_ratio)
+    return peft_model
 
 
 # --- freeze -------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from llmft.model.quantization import PREQUANTIZED, check_prequantized_checkpoint
 from llmft.model.tiny import ensure_tiny_model
 
 logger = logging.getLogger(__name__)
@@ -185,14 +186,28 @@ def is_quantized(cfg: Any) -> bool:
     return cfg.quantization.method != "none"
 
 
-def load_model(cfg: Any, tokenizer, *, for_training: bool = True):
-    """The base causal LM of the composed config `cfg` (model, quantization, hardware groups).
+# What sits on top of the decoder: the language-model head, or a one-output score head (reward models).
+HEADS = ("causal_lm", "sequence_classification")
 
-    Training: weights stay on the CPU for the trainer to place (quantized ones go straight to their
-    device), use_cache off. Inference: placed on the device, in eval mode, with model.adapter_path
-    applied.
+
+def _model_class(head: str):
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    if head not in HEADS:
+        raise ValueError(f"head={head!r} is not one of: {', '.join(HEADS)}")
+    return AutoModelForCausalLM if head == "causal_lm" else AutoModelForSequenceClassification
+
+
+def load_model(cfg: Any, tokenizer, *, for_training: bool = True, head: str = "causal_lm"):
+    """The base model of the composed config `cfg` (model, quantization, hardware groups).
+
+    head="sequence_classification" puts a one-output score head on the decoder (a reward model; the head
+    is new unless the checkpoint has one) and tells it the pad token, which it needs to find each
+    sequence's last token. Training: weights stay on the CPU for the trainer to place (quantized ones go
+    straight to their device), use_cache off. Inference: placed on the device, in eval mode, with
+    model.adapter_path applied.
     """
-    from transformers import AutoModelForCausalLM
+    model_class = _model_class(head)
 
     model_cfg = cfg.model
     device = resolve_device(cfg.hardware)
@@ -204,7 +219,15 @@ def load_model(cfg: Any, tokenizer, *, for_training: bool = True):
         "trust_remote_code": model_cfg.trust_remote_code,
     }
     device_map: Any = "cpu" if device == "cpu" else {"": _local_cuda_device()}
-    if is_quantized(cfg):
+    if cfg.quantization.method in PREQUANTIZED:  # the checkpoint carries its own quantization_config
+        check_prequantized_checkpoint(
+            cfg.quantization.method,
+            resolve_model_path(model_cfg),
+            model_cfg.revision,
+            model_cfg.trust_remote_code,
+        )
+        kwargs["device_map"] = device_map
+    elif is_quantized(cfg):
         kwargs["quantization_config"] = _quantization_config(cfg.quantization, dtype)
         kwargs["device_map"] = device_map
     elif not for_training:
@@ -212,8 +235,10 @@ def load_model(cfg: Any, tokenizer, *, for_training: bool = True):
 
     path = resolve_model_path(model_cfg)
     _check_local_path(path)
+    if head == "sequence_classification":
+        kwargs["num_labels"] = 1
     try:
-        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+        model = model_class.from_pretrained(path, **kwargs)
     except OSError as err:
         if Path(path).is_dir():
             raise
@@ -221,6 +246,8 @@ def load_model(cfg: Any, tokenizer, *, for_training: bool = True):
 
     if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
         model.resize_token_embeddings(len(tokenizer))
+    if head == "sequence_classification":
+        model.config.pad_token_id = tokenizer.pad_token_id
     if for_training:
         model.config.use_cache = False
         return model

@@ -5,18 +5,27 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from llmft.model.lora_variants import save_pretrained
+
+
+def result_dir(run_dir: Path, finetuning_type: str) -> Path:
+    """run_dir/adapter for LoRA, run_dir/model for freeze and full (the run-dir contract)."""
+    if finetuning_type not in ("lora", "freeze", "full"):
+        raise ValueError(f"finetuning_type={finetuning_type!r} is not one of: lora, freeze, full")
+    return Path(run_dir) / ("adapter" if finetuning_type == "lora" else "model")
+
 
 def save_trained(model, tokenizer, run_dir: Path, finetuning_type: str) -> Path:
     """Save into run_dir/adapter or run_dir/model and return that directory."""
-    if finetuning_type not in ("lora", "freeze", "full"):
-        raise ValueError(f"finetuning_type={finetuning_type!r} is not one of: lora, freeze, full")
-    out_dir = Path(run_dir) / ("adapter" if finetuning_type == "lora" else "model")
+    out_dir = result_dir(run_dir, finetuning_type)
     config = model.config
     # Training turns the KV cache off; whoever reloads the result for generation wants it on.
     training_use_cache = config.use_cache
     config.use_cache = True
+    # A PEFT model may hold helper adapters (TRL's frozen "ref" copy in dpo/kto): save the trained one only.
+    selected = {"selected_adapters": [model.active_adapter]} if hasattr(model, "peft_config") else {}
     try:
-        model.save_pretrained(out_dir)
+        save_pretrained(model, out_dir, **selected)  # PiSSA adapters become plain LoRA here
     finally:
         config.use_cache = training_use_cache
     tokenizer.save_pretrained(out_dir)

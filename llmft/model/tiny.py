@@ -183,8 +183,9 @@ def _build(arch: str, spec: dict[str, Any], seed: int, corpus: list[str], out_di
 
     tokenizer = _train_tokenizer(corpus, spec["vocab_size"], spec["max_position_embeddings"])
     config = _model_config(arch, spec, tokenizer)
-    torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    with torch.random.fork_rng():  # a first-use build must not shift the run's own random stream
+        torch.manual_seed(seed)
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     model.generation_config = GenerationConfig(
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,

@@ -11,11 +11,23 @@ from importlib import metadata
 from pathlib import Path
 
 from llmft.config.paths import PROJECT_ROOT
+from llmft.track.secrets import redact_arguments
 
 ENV_FILE = "env.json"
 PACKAGES = (
-    "llmft", "torch", "transformers", "tokenizers", "trl", "peft", "accelerate", "datasets",
-    "bitsandbytes", "hydra-core", "omegaconf", "mlflow", "tensorboard",
+    "llmft",
+    "torch",
+    "transformers",
+    "tokenizers",
+    "trl",
+    "peft",
+    "accelerate",
+    "datasets",
+    "bitsandbytes",
+    "hydra-core",
+    "omegaconf",
+    "mlflow",
+    "tensorboard",
 )
 
 
@@ -51,7 +63,7 @@ def collect_environment() -> dict:
         "packages": {name: _version(name) for name in PACKAGES},
         "git": {"commit": commit, "dirty": bool(_git("status", "--porcelain")) if commit else None},
         "hardware": _hardware(),
-        "command": sys.argv,
+        "command": redact_arguments(sys.argv),  # overrides may carry keys or tokens
     }
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from llmft.track.run_log import loss_series, read_log
+from llmft.track.run_files import loss_series, read_log
 
 PLOT_FILE = "loss.png"
 

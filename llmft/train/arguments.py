@@ -6,6 +6,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from llmft.launch.arguments import distributed_training_arguments
 from llmft.launch.resume import CHECKPOINT_DIR
 from llmft.model.loader import resolve_device, resolve_precision
 from llmft.track.reporters import report_to
@@ -15,7 +16,7 @@ def common_training_arguments(cfg: DictConfig, run_dir: Path, has_eval: bool) ->
     """Keyword arguments for any transformers TrainingArguments subclass (TRL's SFTConfig, DPOConfig, ...)."""
     method = cfg.method
     precision = resolve_precision(cfg.hardware)
-    return dict(
+    arguments = dict(
         output_dir=str(Path(run_dir) / CHECKPOINT_DIR),
         seed=cfg.seed,
         data_seed=cfg.seed,
@@ -47,3 +48,4 @@ def common_training_arguments(cfg: DictConfig, run_dir: Path, has_eval: bool) ->
         dataloader_num_workers=cfg.hardware.dataloader_num_workers,
         disable_tqdm=False,
     )
+    return {**arguments, **distributed_training_arguments(cfg.hardware, method.gradient_checkpointing)}

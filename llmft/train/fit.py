@@ -9,25 +9,40 @@ from pathlib import Path
 from transformers import Trainer
 
 from llmft.launch.resume import last_checkpoint
-from llmft.model.save import save_trained
+from llmft.model.lora_variants import loraplus_optimizer_spec
+from llmft.model.save import result_dir, save_trained
 from llmft.track.plots import plot_loss
+from llmft.track.run_files import METRICS_FILE
 
 log = logging.getLogger(__name__)
-METRICS_FILE = "metrics.json"
 
 
 def fit_and_save(trainer: Trainer, run_dir: Path, finetuning_type: str, title: str) -> dict[str, float]:
     """Run the trainer to the end, save the result per the run-dir contract and return the final metrics."""
+    # LoRA+ (method.loraplus_lr_ratio): B matrices get their own, larger learning rate
+    if (loraplus := loraplus_optimizer_spec(trainer.model, trainer.args)) is not None:
+        trainer.optimizer_cls_and_kwargs = loraplus
     result = trainer.train(resume_from_checkpoint=last_checkpoint(run_dir))
     metrics = dict(result.metrics)
     if trainer.eval_dataset is not None:
         metrics.update(trainer.evaluate())
     metrics.update(_token_throughput(trainer, metrics))
+    _save_result(trainer, run_dir, finetuning_type)
     if trainer.is_world_process_zero():
-        save_trained(trainer.model, trainer.processing_class, run_dir, finetuning_type)
         Path(run_dir, METRICS_FILE).write_text(json.dumps(metrics, indent=2))
         plot_loss(run_dir, title)
     return metrics
+
+
+def _save_result(trainer: Trainer, run_dir: Path, finetuning_type: str) -> None:
+    if trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled:
+        # Sharded weights: every rank takes part in gathering them, and the Trainer writes from rank 0.
+        out_dir = result_dir(run_dir, finetuning_type)
+        trainer.save_model(str(out_dir))
+        if trainer.is_world_process_zero():
+            trainer.processing_class.save_pretrained(out_dir)
+    elif trainer.is_world_process_zero():
+        save_trained(trainer.model, trainer.processing_class, run_dir, finetuning_type)
 
 
 def _token_throughput(trainer: Trainer, metrics: dict) -> dict[str, float]:

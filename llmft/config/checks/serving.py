@@ -1,0 +1,48 @@
+"""Generation settings and serving limits that would only fail once a model is loaded."""
+
+from __future__ import annotations
+
+import importlib.util
+
+from omegaconf import DictConfig
+
+# generation.backend -> (the package it needs, how to install it); hf needs nothing extra.
+BACKEND_PACKAGES = {"vllm": ("vllm", "pip install vllm"), "sglang": ("sglang", 'pip install "sglang[all]"')}
+
+
+GENERATING_TASKS = ("chat", "serve", "predict")
+
+
+def backend_problem(backend: str) -> str | None:
+    """Why generation.backend cannot run here (its package is missing), or None."""
+    if backend not in BACKEND_PACKAGES or importlib.util.find_spec(BACKEND_PACKAGES[backend][0]) is not None:
+        return None
+    package, install = BACKEND_PACKAGES[backend]
+    return (
+        f"generation.backend={backend} needs the '{package}' package, which is not installed. "
+        f"Install it with `{install}` (a CUDA GPU machine), or use generation.backend=hf."
+    )
+
+
+def generation(cfg: DictConfig) -> list[str]:
+    """Sampling settings and serving limits that would fail (or hang) only once a model is loaded."""
+    gen, task = cfg.generation, cfg.task
+    if task.name in GENERATING_TASKS and (problem := backend_problem(gen.backend)):
+        return [problem]
+    checks = [
+        (gen.temperature >= 0, f"generation.temperature={gen.temperature} must be >= 0 (0 = greedy)."),
+        (0 < gen.top_p <= 1, f"generation.top_p={gen.top_p} must be in (0, 1]."),
+        (gen.top_k >= 0, f"generation.top_k={gen.top_k} must be >= 0 (0 = no top-k filter)."),
+        (gen.max_new_tokens > 0, f"generation.max_new_tokens={gen.max_new_tokens} must be > 0."),
+        (gen.repetition_penalty > 0, f"generation.repetition_penalty={gen.repetition_penalty} must be > 0."),
+        (all(gen.stop), "generation.stop holds an empty string (it would end every reply at once)."),
+        (0 < task.port < 65536, f"task.port={task.port} must be a TCP port (1-65535)."),
+        (task.batch_size > 0, f"task.batch_size={task.batch_size} must be > 0."),
+        (task.max_tokens_limit > 0, f"task.max_tokens_limit={task.max_tokens_limit} must be > 0."),
+        (task.max_request_bytes > 0, f"task.max_request_bytes={task.max_request_bytes} must be > 0."),
+        (
+            task.max_waiting_requests >= 0,
+            f"task.max_waiting_requests={task.max_waiting_requests} must be >= 0.",
+        ),
+    ]
+    return [message for ok, message in checks if not ok]

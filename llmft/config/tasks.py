@@ -1,0 +1,14 @@
+"""The tasks run.py can perform: task.name -> "module:function".
+
+Strings, not imports: a task's heavy dependencies load only when it is chosen.
+"""
+
+TASKS = {
+    "train": "llmft.train:train",
+    "chat": "llmft.infer.chat:chat",
+    "serve": "llmft.infer.serve:serve",
+    "predict": "llmft.evaluate.predict:predict",
+    "compare": "llmft.track.compare:compare_task",
+    "export": "llmft.export.task:export",
+    "estimate": "llmft.model.memory:estimate_task",
+}

@@ -1,0 +1,149 @@
+"""Preference (chosen/rejected) and KTO (desirable/undesirable) data for TRL's trainers, cached on disk.
+
+Rows leave here in TRL's conversational form, so the trainers render them with the tokenizer's chat
+template, the same template SFT data is rendered with (llmft.data.templates sets it)::
+
+    pairs: {"prompt": [messages], "chosen": [assistant message], "rejected": [assistant message], "tools"}
+    KTO:   {"prompt": [messages], "completion": [assistant message], "label": bool, "tools"}
+
+A system prompt becomes the prompt's first message; tools stay a JSON string (TRL parses it) or None.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from datasets import Dataset, Features, List, Value
+
+from llmft.data.cache import cache_dir, cache_key, load_cached, save_cached
+from llmft.data.errors import DataError
+from llmft.data.loader import load_canonical
+from llmft.data.pipeline import split_validation
+from llmft.data.sources import as_dataset_config
+
+logger = logging.getLogger(__name__)
+
+MESSAGES = List({"role": Value("string"), "content": Value("string")})
+PAIR_FEATURES = Features(
+    {"prompt": MESSAGES, "chosen": MESSAGES, "rejected": MESSAGES, "tools": Value("string")}
+)
+KTO_FEATURES = Features(
+    {"prompt": MESSAGES, "completion": MESSAGES, "label": Value("bool"), "tools": Value("string")}
+)
+
+
+def check_pair_entries(datasets_cfg: Any) -> None:
+    """Every selected dataset must hold preference pairs."""
+    for name, entry in datasets_cfg.items():
+        if not as_dataset_config(entry).ranking:
+            raise DataError(
+                f"dataset '{name}' has no preference pairs, which this stage trains on. Fix: set ranking: true "
+                "with columns.chosen and columns.rejected on the entry, or pick a pairs dataset (e.g. demo_dpo)."
+            )
+
+
+def check_kto_entries(datasets_cfg: Any) -> None:
+    """Every selected dataset must hold KTO labels or preference pairs (split into one row of each label)."""
+    for name, entry in datasets_cfg.items():
+        cfg = as_dataset_config(entry)
+        if not (cfg.ranking or cfg.columns.kto_tag):
+            raise DataError(
+                f"dataset '{name}' has neither KTO labels nor preference pairs. Fix: map its desirable/undesirable "
+                "label with columns.kto_tag, set ranking: true for chosen/rejected pairs, or pick demo_kto."
+            )
+
+
+def _prompt(row: dict[str, Any]) -> list[dict[str, str]]:
+    system = [{"role": "system", "content": row["system"]}] if row["system"] else []
+    return system + [{"role": m["role"], "content": m["content"]} for m in row["messages"]]
+
+
+def _reply(text: str) -> list[dict[str, str]]:
+    return [{"role": "assistant", "content": text}]
+
+
+def pair_rows(rows: Dataset) -> Dataset:
+    """Canonical ranking rows as TRL preference rows."""
+
+    def convert(batch: dict[str, list]) -> dict[str, list]:
+        out: dict[str, list] = {key: [] for key in PAIR_FEATURES}
+        for values in zip(*batch.values(), strict=True):
+            row = dict(zip(batch, values, strict=True))
+            if row["chosen"] is None:
+                raise DataError("a row without chosen/rejected replies reached a pairwise stage.")
+            out["prompt"].append(_prompt(row))
+            out["chosen"].append(_reply(row["chosen"]))
+            out["rejected"].append(_reply(row["rejected"]))
+            out["tools"].append(row["tools"] or None)
+        return out
+
+    return rows.map(
+        convert, batched=True, remove_columns=rows.column_names, features=PAIR_FEATURES, keep_in_memory=True
+    )
+
+
+def kto_rows(rows: Dataset) -> Dataset:
+    """Canonical KTO rows as TRL unpaired rows; a ranking row gives a desirable and an undesirable row."""
+
+    def convert(batch: dict[str, list]) -> dict[str, list]:
+        out: dict[str, list] = {key: [] for key in KTO_FEATURES}
+
+        def add(prompt: list, reply: str, label: bool, tools: str) -> None:
+            out["prompt"].append(prompt)
+            out["completion"].append(_reply(reply))
+            out["label"].append(label)
+            out["tools"].append(tools or None)
+
+        for values in zip(*batch.values(), strict=True):
+            row = dict(zip(batch, values, strict=True))
+            if row["chosen"] is not None:
+                add(_prompt(row), row["chosen"], True, row["tools"])
+                add(_prompt(row), row["rejected"], False, row["tools"])
+            elif row["kto_tag"] is not None:
+                *context, last = row["messages"]
+                add(_prompt({**row, "messages": context}), last["content"], row["kto_tag"], row["tools"])
+            else:
+                raise DataError(
+                    "a row with neither a KTO label nor chosen/rejected replies reached the kto stage."
+                )
+        return out
+
+    return rows.map(
+        convert, batched=True, remove_columns=rows.column_names, features=KTO_FEATURES, keep_in_memory=True
+    )
+
+
+def _build(
+    cfg: Any, tokenizer: Any, kind: str, to_trl: Callable[[Dataset], Dataset]
+) -> tuple[Dataset, Dataset | None]:
+    data, seed = cfg.data, cfg.seed
+    # The tokenizer is in the key although rows stay text: its chat template decides how TRL renders them.
+    directory = cache_dir(data) / f"{kind}-{cache_key(cfg.dataset, data, seed, tokenizer)}"
+    if not data.overwrite_cache and (cached := load_cached(directory)) is not None:
+        logger.info("reusing %s data from %s (data.overwrite_cache=true rebuilds it)", kind, directory)
+        return cached[0], cached[1]
+
+    rows = load_canonical(cfg.dataset, data, seed).shuffle(seed=seed)
+    train_rows, validation_rows = split_validation(rows, data.val_size)
+    train = to_trl(train_rows)
+    validation = to_trl(validation_rows) if validation_rows is not None else None
+    stats = {"train": {"rows": len(train_rows), "samples": len(train)}}
+    if validation is not None:
+        stats["validation"] = {"rows": len(validation_rows), "samples": len(validation)}
+    logger.info("%s data: %s", kind, stats)
+    save_cached(directory, train, validation, stats)
+    return train, validation
+
+
+def build_pair_datasets(cfg: Any, tokenizer: Any) -> tuple[Dataset, Dataset | None]:
+    """Train (and validation, with data.val_size) preference pairs for the rm and dpo stages."""
+    check_pair_entries(cfg.dataset)
+    return _build(cfg, tokenizer, "pairs", pair_rows)
+
+
+def build_kto_datasets(cfg: Any, tokenizer: Any) -> tuple[Dataset, Dataset | None]:
+    """Train (and validation) KTO rows; pairs are split after holding out validation rows."""
+    check_kto_entries(cfg.dataset)
+    return _build(cfg, tokenizer, "kto", kto_rows)

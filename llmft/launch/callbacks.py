@@ -1,0 +1,65 @@
+"""Trainer callbacks the launch adds: preemption checkpoints inside Slurm jobs, a replica check for DDP."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+
+from omegaconf import DictConfig
+from transformers import TrainerCallback
+
+from llmft.launch.world import in_slurm_job, world_size
+
+log = logging.getLogger(__name__)
+REPLICAS_FILE = "replicas.json"
+
+
+def launch_callbacks(cfg: DictConfig, run_dir: Path) -> list[TrainerCallback]:
+    callbacks: list[TrainerCallback] = []
+    if world_size() > 1 and cfg.hardware.strategy == "ddp":
+        callbacks.append(ReplicaRecord(run_dir))
+    if in_slurm_job():
+        from llmft.launch.slurm import CheckpointOnPreemption
+
+        callbacks.append(CheckpointOnPreemption())
+    return callbacks
+
+
+def trainable_digest(model) -> str:
+    """sha256 of the trainable weights' bytes, in name order: equal digests = identical replicas."""
+    import torch
+
+    digest = hashlib.sha256()
+    for name, parameter in sorted(model.named_parameters()):
+        if parameter.requires_grad:
+            digest.update(name.encode())
+            digest.update(parameter.detach().contiguous().view(-1).view(torch.uint8).cpu().numpy().tobytes())
+    return digest.hexdigest()
+
+
+class ReplicaRecord(TrainerCallback):
+    """At the end of DDP training every rank reports its step count and weight digest; rank 0 writes them
+    to <run_dir>/replicas.json and logs an error when the replicas drifted apart."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = Path(run_dir) / REPLICAS_FILE
+
+    def on_train_end(self, args, state, control, model=None, **kwargs):
+        import torch.distributed as dist
+
+        if not dist.is_initialized() or model is None:
+            return
+        mine = {
+            "rank": dist.get_rank(),
+            "global_step": state.global_step,
+            "trainable_sha256": trainable_digest(model),
+        }
+        replicas: list[dict | None] = [None] * dist.get_world_size()
+        dist.all_gather_object(replicas, mine)
+        if not state.is_world_process_zero:
+            return
+        self.path.write_text(json.dumps(replicas, indent=2))
+        if len({(r["global_step"], r["trainable_sha256"]) for r in replicas}) > 1:
+            log.error("DDP replicas differ at the end of training (see %s): %s", self.path, replicas)

@@ -1,0 +1,57 @@
+"""One entry for llmft.main: run the task here, or start the processes the hardware asks for."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from llmft.launch.torchrun import (
+    WorkersFailed,
+    ensure_saved_config,
+    read_objective,
+    run_workers,
+    torchrun_command,
+)
+from llmft.launch.world import LaunchError, in_slurm_job, in_started_world, processes_per_node
+
+log = logging.getLogger(__name__)
+Task = Callable[[], float | None]
+DISTRIBUTED_TASKS = ("train",)  # tasks that run as several processes; the others run here, alone
+
+
+def run_task(cfg: DictConfig, run_dir: Path, task: Task) -> float | None:
+    """Run `task` (the selected task bound to cfg and run_dir) as cfg.hardware asks; return its value.
+
+    - hardware=slurm (a job submitted by `run.py -m`): this Slurm task joins the job's world;
+    - several processes or nodes: torchrun workers on the saved config, this process waits for them;
+    - otherwise (or already inside a worker): the task runs in this process.
+    """
+    hardware = cfg.hardware
+    if hardware.scheduler == "slurm":
+        if not in_slurm_job():
+            raise LaunchError(
+                "hardware=slurm submits every run as a Slurm job through Hydra's launcher: add -m "
+                "(python run.py -m hardware=slurm ...), or hardware.slurm.dry_run=true to see the sbatch script."
+            )
+        from llmft.launch.slurm import run_slurm_task
+
+        return run_slurm_task(task)
+    if in_started_world() or cfg.task.name not in DISTRIBUTED_TASKS:
+        return task()
+    nproc = processes_per_node(hardware)
+    if nproc == 1 and hardware.nnodes == 1:
+        return task()
+    return _start_workers(cfg, Path(run_dir), nproc)
+
+
+def _start_workers(cfg: DictConfig, run_dir: Path, nproc: int) -> float | None:
+    ensure_saved_config(cfg, run_dir)
+    command = torchrun_command(cfg.hardware, nproc, run_dir)
+    log.info("Starting %d worker(s) on this node: %s", nproc, " ".join(command))
+    returncode = run_workers(command)
+    if returncode != 0:
+        raise WorkersFailed(returncode)
+    return read_objective(run_dir)

@@ -1,0 +1,81 @@
+"""Sweep jobs that fail without sinking the sweep.
+
+Hydra's basic sweeper re-raises the first failed job's error once its batch has run, so later
+batches and the end-of-sweep summary never happen (the Optuna sweeper stops the same way).
+Wrapped by `keep_sweep_going`, a failing multirun job logs its traceback, records itself as
+FAILED (job_status.json, and an MLflow run when the failure came before training opened one)
+and returns None; the sweep goes on, and the callback's summary exits non-zero at the end.
+A single run (not a multirun) fails as usual.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from llmft.track.secrets import redact_arguments
+from llmft.track.summary import JOB_FILE
+from llmft.track.sweep import this_sweep
+
+log = logging.getLogger(__name__)
+Task = Callable[[DictConfig], float | None]
+
+
+def keep_sweep_going(task: Task) -> Task:
+    @functools.wraps(task)
+    def sweep_job(cfg: DictConfig) -> float | None:
+        sweep = this_sweep()
+        if sweep is None:
+            return task(cfg)
+        from hydra.core.hydra_config import HydraConfig
+
+        output_dir = Path(HydraConfig.get().runtime.output_dir)
+        try:
+            value = task(cfg)
+        except Exception as error:  # noqa: BLE001 - recorded, and reported by the sweep summary
+            log.exception("Job %s failed; the other jobs go on.", HydraConfig.get().job.num)
+            write_job_status(output_dir, sweep[1], "FAILED", error=f"{type(error).__name__}: {error}")
+            _record_failure_in_mlflow(cfg, output_dir, sweep[1].get("mlflow"), error)
+            return None
+        write_job_status(output_dir, sweep[1], "FINISHED", objective=value)
+        return value
+
+    return sweep_job
+
+
+def write_job_status(
+    output_dir: Path, sweep: dict, status: str, objective: float | None = None, error: str | None = None
+) -> None:
+    from hydra.core.hydra_config import HydraConfig
+
+    hydra = HydraConfig.get()
+    record = {
+        "sweep_id": sweep["sweep_id"],
+        "job_num": hydra.job.num,
+        "overrides": redact_arguments(OmegaConf.to_container(hydra.overrides.task)),
+        "status": status,
+        "objective": float(objective) if objective is not None and math.isfinite(float(objective)) else None,
+        "error": error,
+    }
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / JOB_FILE).write_text(json.dumps(record, indent=2))
+
+
+def _record_failure_in_mlflow(
+    cfg: DictConfig, output_dir: Path, parent: dict | None, error: Exception
+) -> None:
+    """A job that failed before training opened its MLflow run (bad config, missing data) still shows FAILED."""
+    from llmft.track.mlflow_run import RUN_FILE, finish_run, open_run
+
+    if parent is None or (output_dir / RUN_FILE).exists():
+        return
+    try:
+        finish_run(open_run(cfg, output_dir, parent=parent), cfg, output_dir, error)
+    except Exception as tracking_error:  # noqa: BLE001 - the job's own error is already recorded
+        log.warning("Could not record job failure in MLflow: %s", tracking_error)

@@ -1,0 +1,25 @@
+"""The two pieces every recipe (and every inference engine) starts from."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from omegaconf import DictConfig
+
+from llmft.data.templates import apply_template
+from llmft.model.adapters import apply_finetuning
+from llmft.model.loader import is_quantized, load_model, load_tokenizer
+
+
+def chat_tokenizer(model_cfg: DictConfig) -> Any:
+    """The model's tokenizer with model.template applied (None keeps the tokenizer's own template)."""
+    tokenizer = load_tokenizer(model_cfg)
+    apply_template(tokenizer, model_cfg.template)
+    return tokenizer
+
+
+def trainable_model(cfg: DictConfig, tokenizer: Any, head: str = "causal_lm") -> Any:
+    """The base model (quantized per cfg.quantization) with the method's LoRA adapter, frozen layers or
+    full training set up."""
+    model = load_model(cfg, tokenizer, head=head)
+    return apply_finetuning(model, cfg.method, cfg.model, quantized=is_quantized(cfg))

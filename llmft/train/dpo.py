@@ -1,0 +1,108 @@
+"""Direct preference optimisation and its variants on chosen/rejected pairs, via TRL.
+
+method.pref_loss picks the objective:
+- sigmoid (DPO), ipo, hinge: TRL's DPOTrainer against a frozen reference. With a new LoRA adapter the
+  reference is the base model with the adapter switched off, so no second copy of the weights is held;
+  continuing model.adapter_path, it is a frozen copy of that adapter (adapter-sized); full and freeze
+  load a frozen copy of the model.
+- orpo, simpo: reference-free, via trl.experimental's ORPOTrainer and CPOTrainer (SimPO = CPO's simpo
+  loss without its SFT term); no reference model at all.
+method.pref_ftx adds an SFT loss on the chosen replies with that weight (sigmoid, ipo, hinge, simpo).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from omegaconf import DictConfig
+from transformers import Trainer, TrainerCallback
+from trl import DPOConfig, DPOTrainer
+
+from llmft.data import build_pair_datasets
+from llmft.track.run_log import JsonlLogCallback
+from llmft.train.arguments import common_training_arguments
+from llmft.train.components import chat_tokenizer, trainable_model
+from llmft.train.fit import fit_and_save
+
+REFERENCE_FREE_LOSSES = ("orpo", "simpo")
+
+
+def use_base_as_reference(trainer: Trainer) -> None:
+    """TRL copies a PEFT model's adapter into a frozen "ref" adapter; a fresh adapter equals the base
+    model, so drop the copy and let TRL compute reference log-probs with the adapter disabled."""
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    if "ref" in getattr(model, "peft_config", {}):
+        model.delete_adapter("ref")
+        model.set_adapter("default")
+
+
+def _dpo_trainer(cfg: DictConfig, run_dir: Path, model, tokenizer, datasets, callbacks) -> DPOTrainer:
+    method, (train_set, eval_set) = cfg.method, datasets
+    losses, weights = [method.pref_loss], [1.0]
+    if method.pref_ftx:
+        losses, weights = [*losses, "sft"], [*weights, method.pref_ftx]
+    args = DPOConfig(
+        **common_training_arguments(cfg, run_dir, has_eval=eval_set is not None),
+        max_length=cfg.data.cutoff_len,
+        beta=method.pref_beta,
+        loss_type=losses,
+        loss_weights=weights,
+    )
+    trainer = DPOTrainer(
+        model=model,
+        ref_model=None,  # LoRA: the adapter-disabled base; otherwise TRL loads a frozen copy
+        args=args,
+        train_dataset=train_set,
+        eval_dataset=eval_set,
+        processing_class=tokenizer,
+        callbacks=callbacks,
+    )
+    if cfg.model.adapter_path is None:  # a continued adapter keeps TRL's frozen copy of itself as reference
+        use_base_as_reference(trainer)
+    return trainer
+
+
+def _reference_free_trainer(cfg: DictConfig, run_dir: Path, model, tokenizer, datasets, callbacks) -> Trainer:
+    from trl.experimental.cpo import CPOConfig, CPOTrainer
+    from trl.experimental.orpo import ORPOConfig, ORPOTrainer
+
+    method, (train_set, eval_set) = cfg.method, datasets
+    common = dict(
+        **common_training_arguments(cfg, run_dir, has_eval=eval_set is not None),
+        max_length=cfg.data.cutoff_len,
+        beta=method.pref_beta,
+        remove_unused_columns=False,  # their collator reads the tokenised columns the model does not take
+    )
+    if method.pref_loss == "orpo":  # beta weighs the odds-ratio term against the SFT loss on chosen replies
+        trainer_class, args = ORPOTrainer, ORPOConfig(**common)
+    else:  # beta scales the length-normalised reward; cpo_alpha is the SFT weight
+        trainer_class = CPOTrainer
+        args = CPOConfig(
+            **common, loss_type="simpo", simpo_gamma=method.simpo_gamma, cpo_alpha=method.pref_ftx
+        )
+    return trainer_class(
+        model=model,
+        args=args,
+        train_dataset=train_set,
+        eval_dataset=eval_set,
+        processing_class=tokenizer,
+        callbacks=callbacks,
+    )
+
+
+def build_dpo_trainer(cfg: DictConfig, run_dir: Path, callbacks: Sequence[TrainerCallback] = ()) -> Trainer:
+    tokenizer = chat_tokenizer(cfg.model)  # TRL renders prompt and replies with it
+    datasets = build_pair_datasets(cfg, tokenizer)
+
+    model = trainable_model(cfg, tokenizer)
+
+    build = _reference_free_trainer if cfg.method.pref_loss in REFERENCE_FREE_LOSSES else _dpo_trainer
+    return build(cfg, run_dir, model, tokenizer, datasets, [JsonlLogCallback(run_dir), *callbacks])
+
+
+def run_dpo(
+    cfg: DictConfig, run_dir: Path, title: str, callbacks: Sequence[TrainerCallback] = ()
+) -> dict[str, float]:
+    trainer = build_dpo_trainer(cfg, run_dir, callbacks)
+    return fit_and_save(trainer, run_dir, cfg.method.finetuning_type, title)

@@ -1,0 +1,235 @@
+"""hardware presets, their validation, the torchrun command, the worker's view of the saved config."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, compose
+from omegaconf import OmegaConf
+
+from llmft.config.errors import ConfigError
+from llmft.launch.arguments import distributed_training_arguments
+from llmft.launch.torchrun import torchrun_command
+from llmft.launch.world import LaunchError, processes_per_node
+from llmft.main import check, run
+
+PRESETS = sorted(path.stem for path in (ROOT / "conf" / "hardware").glob("*.yaml"))
+
+
+def problems(*overrides: str) -> str:
+    with pytest.raises(ConfigError) as error:
+        check(compose(*overrides))
+    return str(error.value)
+
+
+def test_every_scale_out_preset_is_shipped():
+    assert set(PRESETS) >= {
+        "auto",
+        "cpu",
+        "gpu",
+        "multi_gpu",
+        "fsdp",
+        "deepspeed_z2",
+        "deepspeed_z3",
+        "deepspeed_z3_offload",
+        "multi_node",
+        "slurm",
+        "slurm_multi_node",
+    }
+
+
+@pytest.mark.parametrize("preset", ["auto", "cpu", "gpu", "multi_gpu", "fsdp", "slurm", "slurm_multi_node"])
+def test_presets_compose_and_validate(preset):
+    check(compose(f"hardware={preset}"))
+
+
+def test_deepspeed_without_the_package_is_rejected_at_compose_time():
+    import importlib.util
+
+    if importlib.util.find_spec("deepspeed") is not None:
+        pytest.skip("deepspeed is installed here")
+    message = problems("hardware=deepspeed_z3")
+    assert "pip install deepspeed" in message and "hardware=fsdp" in message
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (("hardware=fsdp", "quantization=bnb_8bit"), "cannot shard quantization=bnb_8bit"),
+        (("hardware=fsdp", "hardware.device=cpu"), "shards over GPUs only"),
+        (("hardware=multi_gpu", "hardware.nnodes=2"), "needs the rank-0 node's address"),
+        (("hardware=multi_gpu", "hardware.device=cpu", "hardware.backend=nccl"), "use backend=gloo"),
+        (("hardware=multi_gpu", "hardware.device=cpu"), "nproc_per_node=auto counts GPUs"),
+        (("hardware.nproc_per_node=0",), "must be a positive integer or auto"),
+        (("hardware.strategy=dp",), "hardware.strategy='dp' is not one of: ddp, fsdp, deepspeed"),
+        (("hardware=slurm", "hardware.nproc_per_node=auto"), "cannot size a Slurm job"),
+        (("hardware=deepspeed_z2", "hardware.deepspeed_config=nope.json"), "'nope.json' does not exist"),
+    ],
+)
+def test_impossible_hardware_combinations_fail_with_the_fix(overrides, expected):
+    assert expected in problems(*overrides)
+
+
+def test_multi_node_reads_the_rendezvous_from_the_environment(monkeypatch, tmp_path):
+    for name, value in {
+        "NNODES": "2",
+        "NODE_RANK": "1",
+        "MASTER_ADDR": "10.0.0.7",
+        "MASTER_PORT": "29511",
+    }.items():
+        monkeypatch.setenv(name, value)
+    hardware = compose("hardware=multi_node").hardware
+    assert (hardware.nnodes, hardware.node_rank, hardware.master_addr, hardware.master_port) == (
+        2,
+        1,
+        "10.0.0.7",
+        29511,
+    )
+    command = torchrun_command(hardware, 8, tmp_path)
+    assert {"--nnodes=2", "--node-rank=1", "--master-addr=10.0.0.7", "--master-port=29511"} <= set(command)
+    assert command[-3:] == ["-m", "llmft.launch.worker", str(tmp_path.resolve())]
+
+
+def test_one_node_uses_a_standalone_rendezvous(tmp_path):
+    hardware = compose("hardware=multi_gpu", "hardware.nproc_per_node=2").hardware
+    command = torchrun_command(hardware, 2, tmp_path)
+    assert command[1:4] == ["-m", "torch.distributed.run", "--nproc-per-node=2"]
+    assert "--standalone" in command and not any(arg.startswith("--master") for arg in command)
+
+
+def test_more_processes_than_gpus_is_refused_at_launch(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    with pytest.raises(LaunchError, match="more processes than the 2 GPU"):
+        processes_per_node(compose("hardware=multi_gpu", "hardware.nproc_per_node=4").hardware)
+    assert processes_per_node(compose("hardware=multi_gpu").hardware) == 2
+
+
+def test_gpu_hardware_without_a_gpu_says_how_to_run_on_the_cpu(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    with pytest.raises(LaunchError, match="hardware.backend=gloo hardware.nproc_per_node=2"):
+        processes_per_node(compose("hardware=multi_gpu").hardware)
+    with pytest.raises(LaunchError, match="hardware.device=cuda .* but no CUDA GPU is visible"):
+        processes_per_node(compose("hardware=fsdp", "hardware.nproc_per_node=2").hardware)
+    assert processes_per_node(compose("hardware=multi_gpu", "hardware.nproc_per_node=2").hardware) == 2
+
+
+def test_fsdp_maps_onto_transformers_fsdp2_and_takes_over_gradient_checkpointing(tmp_path):
+    from transformers import TrainingArguments
+
+    cfg = compose("hardware=fsdp", "hardware.fsdp_cpu_offload=true", "method.gradient_checkpointing=true")
+    arguments = distributed_training_arguments(cfg.hardware, cfg.method.gradient_checkpointing)
+    args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, **arguments)
+    assert args.fsdp is True and args.gradient_checkpointing is False
+    plugin = args.fsdp_plugin_args
+    assert plugin["fsdp_version"] == 2 and plugin["activation_checkpointing"] is True
+    assert plugin["cpu_offload"] is True and plugin["state_dict_type"] == "FULL_STATE_DICT"
+
+
+def test_ddp_backend_and_deepspeed_config_reach_the_training_arguments():
+    gloo = compose("hardware=multi_gpu", "hardware.backend=gloo").hardware
+    assert distributed_training_arguments(gloo, False)["ddp_backend"] == "gloo"
+    deepspeed = compose("hardware=deepspeed_z3_offload").hardware
+    path = Path(distributed_training_arguments(deepspeed, False)["deepspeed"])
+    config = json.loads(path.read_text())
+    assert config["zero_optimization"]["stage"] == 3
+    assert config["zero_optimization"]["offload_param"]["device"] == "cpu"
+    assert config["train_micro_batch_size_per_gpu"] == "auto"  # transformers fills it from the method
+
+
+@pytest.mark.parametrize(("name", "stage"), [("zero2", 2), ("zero3", 3), ("zero3_offload", 3)])
+def test_shipped_deepspeed_configs_leave_the_batch_and_precision_to_transformers(name, stage):
+    config = json.loads((ROOT / "conf" / "hardware" / "deepspeed" / f"{name}.json").read_text())
+    assert config["zero_optimization"]["stage"] == stage
+    assert config["bf16"]["enabled"] == config["gradient_accumulation_steps"] == "auto"
+
+
+def test_slurm_preset_without_multirun_says_to_add_m(tmp_path):
+    with pytest.raises(LaunchError, match=r"add -m \(python run.py -m hardware=slurm"):
+        run(compose("hardware=slurm", "logger=none"), run_dir=tmp_path)
+
+
+def test_slurm_knobs_are_set_in_one_place():
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    from llmft.config import register_schema
+
+    register_schema()
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = hydra_compose(
+            config_name="config",
+            overrides=[
+                "hardware=slurm",
+                "hardware.nproc_per_node=4",
+                "hardware.slurm.partition=gpu",
+                "hardware.slurm.timeout_min=30",
+                "hardware.slurm.setup=[module load cuda]",
+            ],
+            return_hydra_config=True,
+        )
+    launcher = cfg.hydra.launcher
+    assert (launcher.tasks_per_node, launcher.partition, launcher.timeout_min) == (4, "gpu", 30)
+    assert list(launcher.setup) == ["module load cuda"]
+    assert launcher._target_.endswith("SlurmLauncher")
+
+
+@pytest.fixture
+def hydra_config_restored():
+    from hydra.core.hydra_config import HydraConfig
+
+    saved = HydraConfig.instance().cfg
+    yield
+    HydraConfig.instance().cfg = saved
+
+
+def test_the_worker_loads_the_saved_config_and_the_parents_hydra_job(tmp_path, hydra_config_restored):
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+
+    from llmft.config import register_schema
+    from llmft.launch.worker import load_saved_config
+
+    register_schema()
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        full = hydra_compose(config_name="config", overrides=["seed=7"], return_hydra_config=True)
+    (tmp_path / ".hydra").mkdir()
+    job = OmegaConf.masked_copy(full, [key for key in full if key != "hydra"])
+    OmegaConf.save(job, tmp_path / ".hydra" / "config.yaml")
+    OmegaConf.save(OmegaConf.masked_copy(full, "hydra"), tmp_path / ".hydra" / "hydra.yaml")
+
+    loaded = load_saved_config(tmp_path)
+    assert loaded.seed == 7 and OmegaConf.to_container(loaded) == OmegaConf.to_container(job)
+    assert list(HydraConfig.get().overrides.task) == ["seed=7"]
+
+
+def test_the_parent_passes_on_the_workers_output_and_exit_code(capfd):
+    from llmft.launch.torchrun import run_workers
+
+    code = run_workers([sys.executable, "-c", "print('rank 0 says hi'); raise SystemExit(3)"])
+    assert code == 3 and "rank 0 says hi" in capfd.readouterr().out
+
+
+def test_a_sigterm_to_the_parent_reaches_the_workers():
+    from llmft.launch.torchrun import run_workers
+
+    child = (
+        "import signal, sys, time\n"
+        "signal.signal(signal.SIGTERM, lambda *_: sys.exit(7))\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(30)\n"
+    )
+    threading.Timer(3.0, os.kill, (os.getpid(), signal.SIGTERM)).start()
+    assert run_workers([sys.executable, "-c", child]) == 7

@@ -1,0 +1,88 @@
+"""The dpo stage: DPO raises the chosen-minus-rejected margin; with LoRA the reference is the adapter-free
+base (no second copy); ORPO and SimPO train through the same preset family."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import compose
+from safetensors.torch import load_file
+from test_stage_data import pairs_dataset, write_pairs
+
+from llmft.model.loader import resolve_model_path
+from llmft.track.run_log import read_log
+from llmft.train.dpo import build_dpo_trainer
+from llmft.train.fit import fit_and_save
+
+# Eval only at the end (eval_steps past max_steps): evaluating every few steps would double the run time.
+QUICK = ("logger=none", "method.logging_steps=2", "method.eval_steps=1000", "method.save_steps=1000")
+
+
+def margins(run_dir: Path) -> list[float]:
+    return [record["rewards/margins"] for record in read_log(run_dir) if "rewards/margins" in record]
+
+
+def test_lora_dpo_raises_the_margin_against_the_adapter_free_base(tmp_path):
+    data = pairs_dataset(write_pairs(tmp_path / "pairs.json", 48))
+    cfg = compose(
+        "method=lora_dpo",
+        *data,
+        *QUICK,
+        "method.max_steps=10",
+        "method.learning_rate=3e-2",
+        "data.val_size=8",
+    )
+    trainer = build_dpo_trainer(cfg, tmp_path)
+    model = trainer.model
+    assert trainer.ref_model is None and list(model.peft_config) == ["default"]  # no reference copy at all
+    base = load_file(str(Path(resolve_model_path(cfg.model)) / "model.safetensors"))
+    adapter = sum(p.numel() for name, p in model.named_parameters() if "lora_" in name)
+    assert sum(p.numel() for p in model.parameters()) == sum(t.numel() for t in base.values()) + adapter
+
+    metrics = fit_and_save(trainer, tmp_path, "lora", "dpo")
+
+    first, *_, last = margins(tmp_path)
+    assert first == pytest.approx(0.0, abs=1e-3)  # policy == reference at step 0
+    assert last > 1.0, margins(tmp_path)
+    assert metrics["eval_rewards/margins"] > 0 and metrics["eval_rewards/accuracies"] >= 0.8, metrics
+    trained = {
+        name.replace(".base_layer", ""): weight
+        for name, weight in model.base_model.model.state_dict().items()
+    }
+    # LoRA left them as loaded
+    assert all(torch.equal(trained[name], weight) for name, weight in base.items())
+    assert (
+        json.loads((tmp_path / "metrics.json").read_text())["eval_rewards/margins"]
+        == metrics["eval_rewards/margins"]
+    )
+    assert (tmp_path / "adapter" / "adapter_model.safetensors").exists() and not (
+        tmp_path / "adapter" / "ref"
+    ).exists()
+
+
+def test_pref_ftx_adds_an_sft_term_and_pref_loss_picks_the_variant(tmp_path):
+    cfg = compose(
+        "method=lora_dpo",
+        "dataset=demo_dpo",
+        "data.max_samples=8",
+        "method.pref_loss=ipo",
+        "method.pref_ftx=0.5",
+        "method.pref_beta=0.3",
+        *QUICK,
+    )
+    args = build_dpo_trainer(cfg, tmp_path).args
+    assert (args.loss_type, args.loss_weights, args.beta) == (["ipo", "sft"], [1.0, 0.5], 0.3)
+
+
+@pytest.mark.parametrize("preset", ["lora_orpo", "lora_simpo"])
+def test_reference_free_variants_train_and_log_their_rewards(tmp_path, preset):
+    data = pairs_dataset(write_pairs(tmp_path / "pairs.json", 24))
+    cfg = compose(f"method={preset}", *data, *QUICK, "method.max_steps=4", "method.learning_rate=1e-2")
+    trainer = build_dpo_trainer(cfg, tmp_path)
+    assert type(trainer).__name__ == {"lora_orpo": "ORPOTrainer", "lora_simpo": "CPOTrainer"}[preset]
+    fit_and_save(trainer, tmp_path, "lora", preset)
+    assert len(margins(tmp_path)) >= 3
+    assert (tmp_path / "adapter" / "adapter_model.safetensors").exists()

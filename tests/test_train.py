@@ -1,0 +1,126 @@
+"""Training end to end on the tiny model: the run directory contract, finetuning types, resume."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import ROOT, compose, run_cli
+from safetensors.torch import load_file
+
+from llmft.launch.resume import COMPLETE_MARKER, last_checkpoint
+from llmft.main import run
+from llmft.track.run_log import loss_series, read_log
+
+RUN_DIR_CONTRACT = (".hydra", "trainer_log.jsonl", "metrics.json", "loss.png", "env.json")
+QUICK = ("method.max_steps=12", "method.logging_steps=2", "method.save_steps=100", "data.max_samples=64")
+
+
+def train(run_dir: Path, *overrides: str) -> dict:
+    run(compose(*QUICK, *overrides), run_dir=run_dir)
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+@pytest.mark.slow
+def test_python_run_py_trains_the_default_end_to_end(tmp_path):
+    result = run_cli(f"hydra.run.dir={tmp_path}", "logger=[mlflow,tensorboard]")  # MLflow store: conftest
+    assert result.returncode == 0, result.stderr[-3000:]
+    for name in (*RUN_DIR_CONTRACT, "adapter/adapter_config.json", "tensorboard", "mlflow_run.json"):
+        assert (tmp_path / name).exists(), name
+    _, losses = loss_series(read_log(tmp_path))
+    assert losses[-1] < 0.7 * losses[0], losses
+    assert f"Run directory: {tmp_path}" in result.stdout
+    assert "Loss:" in result.stdout and "tokens/s" in result.stdout
+    env = json.loads((tmp_path / "env.json").read_text())
+    assert env["packages"]["transformers"] and "commit" in env["git"]
+
+
+def test_lora_run_saves_an_adapter_and_an_eval_loss(tmp_path):
+    metrics = train(tmp_path, "method=lora_sft", "data.val_size=0.2", "logger=none")
+    assert {"train_loss", "eval_loss", "train_tokens_per_second"} <= set(metrics)
+    assert (tmp_path / "adapter" / "adapter_model.safetensors").exists()
+    assert not (tmp_path / "model").exists()
+    assert (tmp_path / "adapter" / "chat_template.jinja").exists() or "chat_template" in (
+        tmp_path / "adapter" / "tokenizer_config.json"
+    ).read_text()
+    assert any("eval_loss" in record for record in read_log(tmp_path))
+
+
+def base_weights(model_dir: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(next(model_dir.glob("*.safetensors"))))
+
+
+def test_freeze_run_changes_only_the_last_layer(tmp_path):
+    from llmft.model.loader import resolve_model_path
+
+    cfg = compose("method=freeze_sft")
+    before = base_weights(Path(resolve_model_path(cfg.model)))
+    train(tmp_path, "method=freeze_sft", "method.learning_rate=1e-2", "logger=none")
+    after = base_weights(tmp_path / "model")
+    last = cfg.model.tiny.num_hidden_layers - 1
+    changed = {name for name in before if not torch.equal(before[name], after[name])}
+    assert changed, "nothing trained"
+    assert all(f"layers.{last}." in name for name in changed), changed
+
+
+def test_full_run_changes_every_layer(tmp_path):
+    from llmft.model.loader import resolve_model_path
+
+    cfg = compose("method=full_sft")
+    before = base_weights(Path(resolve_model_path(cfg.model)))
+    train(tmp_path, "method=full_sft", "logger=none")
+    after = base_weights(tmp_path / "model")
+    for layer in range(cfg.model.tiny.num_hidden_layers):
+        name = next(n for n in before if f"layers.{layer}.mlp.down_proj" in n)
+        assert not torch.equal(before[name], after[name]), name
+
+
+def test_rerun_in_the_same_run_dir_resumes_from_the_last_checkpoint(tmp_path):
+    overrides = [
+        "method.max_steps=200",
+        "method.save_steps=10",
+        "method.save_total_limit=null",
+        "method.logging_steps=10",
+        "logger=none",
+    ]
+    first = subprocess.Popen(
+        [sys.executable, "run.py", f"hydra.run.dir={tmp_path}", *overrides],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    checkpoints = tmp_path / "checkpoints"
+    deadline = time.monotonic() + 300
+    while not (checkpoints / "checkpoint-20" / COMPLETE_MARKER).exists() and first.poll() is None:
+        assert time.monotonic() < deadline, "no checkpoint after 300 s"
+        time.sleep(0.05)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    assert not (tmp_path / "metrics.json").exists(), "the run finished before it could be killed"
+    resumed_from = int(Path(last_checkpoint(tmp_path)).name.split("-")[1])
+    assert 20 <= resumed_from < 200
+
+    run(compose(*overrides), run_dir=tmp_path)
+
+    state = json.loads((checkpoints / "checkpoint-200" / "trainer_state.json").read_text())
+    assert state["global_step"] == 200
+    loss_steps = [r["step"] for r in read_log(tmp_path) if "loss" in r]
+    assert loss_steps[-1] == 200
+    # Restarting from scratch would log the early steps a second time; resuming does not.
+    early = [step for step in loss_steps if step <= resumed_from]
+    assert len(early) == len(set(early)), loss_steps
+
+
+def test_a_checkpoint_cut_off_mid_save_is_skipped(tmp_path):
+    for step, complete in ((10, True), (20, True), (30, False)):
+        checkpoint = tmp_path / "checkpoints" / f"checkpoint-{step}"
+        checkpoint.mkdir(parents=True)
+        if complete:
+            (checkpoint / COMPLETE_MARKER).write_text("{}")
+    assert last_checkpoint(tmp_path) == str(tmp_path / "checkpoints" / "checkpoint-20")
