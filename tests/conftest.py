@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -13,12 +15,13 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 CONF_DIR = ROOT / "conf"
 
+# One scratch dir per test session, removed at exit: the tiny-model and data caches, and the MLflow
+# store of runs that keep the default logger (they must not write into the repo's outputs/mlflow.db).
+SESSION_DIR = Path(tempfile.mkdtemp(prefix="llmft-tests-"))
+atexit.register(shutil.rmtree, SESSION_DIR, ignore_errors=True)
 os.environ["HF_HUB_OFFLINE"] = "1"
-os.environ.setdefault("LLMFT_CACHE", tempfile.mkdtemp(prefix="llmft-test-cache-"))
-# Runs that keep the default logger (MLflow) must not write into the repo's outputs/mlflow.db.
-os.environ.setdefault(
-    "MLFLOW_TRACKING_URI", f"sqlite:///{tempfile.mkdtemp(prefix='llmft-test-mlflow-')}/mlflow.db"
-)
+os.environ.setdefault("LLMFT_CACHE", str(SESSION_DIR / "cache"))
+os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{SESSION_DIR}/mlflow.db")
 
 
 def compose(*overrides: str):

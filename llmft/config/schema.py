@@ -14,15 +14,14 @@ from omegaconf import MISSING
 
 @dataclass
 class TaskConfig:
-    name: str = "train"  # train | chat | serve | predict | eval | export
+    name: str = "train"  # train | chat | serve | predict | export | estimate | compare
     objective: str = "eval_loss"  # metric run.py returns to sweepers (falls back to train_loss)
     host: str = "127.0.0.1"
     port: int = 8000
     api_key: str | None = None  # serve: required Bearer key (or env LLMFT_API_KEY); None = open
     export_dir: str | None = None  # export: where the merged model, tokenizer and Modelfile go
-    export_dtype: str = (
-        "auto"  # export: auto (model.dtype, else the checkpoint's) | float32 | bfloat16 | float16
-    )
+    # export: auto (model.dtype, else the checkpoint's) | float32 | bfloat16 | float16
+    export_dtype: str = "auto"
     export_device: str = "cpu"  # export: where the merge runs: cpu | cuda | auto
     max_shard_size: str = "2GB"  # export: largest safetensors shard, e.g. 500MB, 5GB
     export_hub_model_id: str | None = None  # export: also push to this hub repo (token: env HF_TOKEN)
@@ -67,7 +66,7 @@ class ModelConfig:
 
 @dataclass
 class MethodConfig:
-    stage: str = "sft"  # pt | sft | rm | dpo | kto | ppo | grpo
+    stage: str = "sft"  # pt | sft | rm | dpo | kto | ppo | grpo | rloo
     finetuning_type: str = "lora"  # lora | freeze | full
     # LoRA
     lora_rank: int = 8
@@ -79,9 +78,8 @@ class MethodConfig:
     pissa_init: bool = False  # PiSSA: start from the principal singular vectors (base keeps the residual)
     pissa_iter: int = 16  # PiSSA fast-SVD iterations; <= 0: exact SVD (slow on big models)
     loraplus_lr_ratio: float | None = None  # LoRA+: B matrices learn at learning_rate * ratio (e.g. 16)
-    additional_target: list[str] = field(
-        default_factory=list
-    )  # fully trained too, e.g. [embed_tokens, lm_head]
+    # modules trained in full beside the adapter, e.g. [embed_tokens, lm_head]
+    additional_target: list[str] = field(default_factory=list)
     # freeze: train the last N decoder layers (negative: the first N), restricted to these module kinds
     freeze_trainable_layers: int = 2
     freeze_trainable_modules: list[str] = field(default_factory=lambda: ["all"])
@@ -190,9 +188,8 @@ class DataConfig:
 
 @dataclass
 class QuantizationConfig:
-    method: str = (
-        "none"  # none | bnb_4bit | bnb_8bit | gptq | awq (gptq/awq: the checkpoint is pre-quantized)
-    )
+    # none | bnb_4bit | bnb_8bit | gptq | awq (gptq/awq: the checkpoint is pre-quantized)
+    method: str = "none"
     quant_type: str = "nf4"  # nf4 | fp4 (4-bit only)
     double_quant: bool = True
     compute_dtype: str = "auto"  # dtype of 4-bit matmuls; auto follows the model dtype

@@ -28,11 +28,6 @@ class SGLangEngine(Engine):
 
     @classmethod
     def from_config(cls, cfg: Any) -> SGLangEngine:
-        if cfg.quantization.method != "none":
-            raise ValueError(
-                f"generation.backend=sglang does not apply quantization={cfg.quantization.method} (a bitsandbytes "
-                "preset of the hf backend): use quantization=none, or generation.backend=hf."
-            )
         tokenizer = chat_tokenizer(cfg.model)
         adapter = str(cfg.model.adapter_path) if cfg.model.adapter_path else None
         runtime = sglang.Engine(

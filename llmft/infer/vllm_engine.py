@@ -37,11 +37,6 @@ class VLLMEngine(Engine):
 
     @classmethod
     def from_config(cls, cfg: Any) -> VLLMEngine:
-        if cfg.quantization.method != "none":
-            raise ValueError(
-                f"generation.backend=vllm does not apply quantization={cfg.quantization.method} (a bitsandbytes "
-                "preset of the hf backend): use quantization=none, or generation.backend=hf."
-            )
         tokenizer = chat_tokenizer(cfg.model)
         adapter = cfg.model.adapter_path
         extra: dict[str, Any] = (

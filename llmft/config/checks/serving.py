@@ -29,6 +29,11 @@ def generation(cfg: DictConfig) -> list[str]:
     gen, task = cfg.generation, cfg.task
     if task.name in GENERATING_TASKS and (problem := backend_problem(gen.backend)):
         return [problem]
+    if task.name in GENERATING_TASKS and gen.backend != "hf" and cfg.quantization.method != "none":
+        return [
+            f"generation.backend={gen.backend} does not apply quantization={cfg.quantization.method} (a preset "
+            "of the hf backend): use quantization=none, or generation.backend=hf."
+        ]
     checks = [
         (gen.temperature >= 0, f"generation.temperature={gen.temperature} must be >= 0 (0 = greedy)."),
         (0 < gen.top_p <= 1, f"generation.top_p={gen.top_p} must be in (0, 1]."),
