@@ -359,3 +359,20 @@ def test_a_resumed_run_dir_continues_its_mlflow_run(tmp_path):
     resumed = only_run(client, "llmft")
     assert resumed.info.status == "FINISHED"
     assert [m.step for m in client.get_metric_history(resumed.info.run_id, "loss")] == [1, 2, 3, 4]
+
+
+def test_wandb_offline_records_every_logged_loss_without_an_api_key(tmp_path, monkeypatch):
+    """logger=wandb works with no account: an offline run in the run dir, one history row per logged loss."""
+    from llmft.main import run
+
+    for variable in ("WANDB_API_KEY", "WANDB_MODE", "WANDB_DIR", "WANDB_PROJECT"):
+        monkeypatch.delenv(variable, raising=False)  # also restores what the run sets, afterwards
+    run(compose(*QUICK, "logger=wandb"), run_dir=tmp_path)
+
+    [offline_run] = (tmp_path / "wandb").glob("offline-run-*/run-*.wandb")
+    steps, _ = loss_series(read_log(tmp_path), "loss")
+    # The .wandb file is a sequence of protobuf records; each history row names its keys in plain bytes.
+    assert offline_run.read_bytes().count(b"train/loss") >= len(steps) > 0
+    import wandb
+
+    assert wandb.run is None  # closed: the next job of a multirun in this process gets a run of its own

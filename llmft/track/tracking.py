@@ -70,18 +70,39 @@ def tracked_run(
     are transformers' own callbacks, switched on by llmft.track.reporters.report_to; they are checked here.
     """
     require_tracker_packages(cfg.logger)
-    if not cfg.logger.mlflow or not is_main_process():
-        yield []
-        return
-    run = open_run(cfg, run_dir, environment, parent=parent_of_this_job())
-    callback = MlflowMetricsCallback(run)
-    try:
-        yield [callback]
-        callback.log_final(read_metrics(run_dir))
-    except BaseException as error:
+    with _closing_wandb_run(cfg.logger):
+        if not cfg.logger.mlflow or not is_main_process():
+            yield []
+            return
+        run = open_run(cfg, run_dir, environment, parent=parent_of_this_job())
+        callback = MlflowMetricsCallback(run)
         try:
-            finish_run(run, cfg, run_dir, error)
-        except Exception as tracking_error:  # noqa: BLE001 - the training error matters more
-            log.warning("Could not record the failure in MLflow: %s", tracking_error)
+            yield [callback]
+            callback.log_final(read_metrics(run_dir))
+        except BaseException as error:
+            try:
+                finish_run(run, cfg, run_dir, error)
+            except Exception as tracking_error:  # noqa: BLE001 - the training error matters more
+                log.warning("Could not record the failure in MLflow: %s", tracking_error)
+            raise
+        finish_run(run, cfg, run_dir)
+
+
+@contextlib.contextmanager
+def _closing_wandb_run(logger: DictConfig) -> Iterator[None]:
+    """transformers' WandbCallback opens a W&B run and leaves it open until the process exits, so the
+    next job of a multirun in this process would log into it: close it when the training ends."""
+    try:
+        yield
+    except BaseException:
+        _finish_wandb(logger, exit_code=1)
         raise
-    finish_run(run, cfg, run_dir)
+    _finish_wandb(logger, exit_code=0)
+
+
+def _finish_wandb(logger: DictConfig, exit_code: int) -> None:
+    if logger.wandb:
+        import wandb
+
+        if wandb.run is not None:
+            wandb.finish(exit_code=exit_code)
