@@ -14,7 +14,7 @@ from omegaconf import MISSING
 
 @dataclass
 class TaskConfig:
-    name: str = "train"  # train | chat | serve | predict | export | estimate | compare
+    name: str = "train"  # train | chat | serve | predict | eval | export | estimate | compare
     objective: str = "eval_loss"  # metric run.py returns to sweepers (falls back to train_loss)
     host: str = "127.0.0.1"
     port: int = 8000
@@ -31,7 +31,11 @@ class TaskConfig:
     max_request_bytes: int = 1_000_000  # serve: larger request bodies get 413
     max_tokens_limit: int = 4096  # serve: the most tokens one request may ask for
     max_waiting_requests: int = 64  # serve: requests queued behind the running one; more get 503
-    batch_size: int = 8  # predict: prompts generated together (left-padded)
+    batch_size: int = 8  # predict, eval: prompts run together (left-padded)
+    benchmark: str = "demo_mc"  # eval: mmlu (hub: cais/mmlu) | demo_mc (shipped) | a json/jsonl file path
+    n_shot: int = 5  # eval: solved dev-split examples of the same subject before each question
+    eval_split: str = "test"  # eval: the split whose questions are scored (mmlu: test | validation | dev)
+    eval_subjects: list[str] = field(default_factory=list)  # eval: only these subjects; empty = all
 
 
 @dataclass

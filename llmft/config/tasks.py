@@ -8,6 +8,7 @@ TASKS = {
     "chat": "llmft.infer.chat:chat",
     "serve": "llmft.infer.serve:serve",
     "predict": "llmft.evaluate.predict:predict",
+    "eval": "llmft.evaluate.benchmark:evaluate_benchmark",
     "compare": "llmft.track.compare:compare_task",
     "export": "llmft.export.task:export",
     "estimate": "llmft.model.memory:estimate_task",

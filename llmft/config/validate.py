@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from omegaconf import DictConfig
 
-from llmft.config.checks import basics, export, hardware, quantization, serving, stages, tracking
+from llmft.config.checks import basics, evaluation, export, hardware, quantization, serving, stages, tracking
 from llmft.config.errors import ConfigError
 
 CHECKS = (
@@ -23,6 +23,7 @@ CHECKS = (
     quantization.quantization,
     quantization.lora_variants,
     export.export,
+    evaluation.evaluation,
     stages.stage_data,
     stages.online_rl,
 )

@@ -55,7 +55,9 @@ def train(cfg: DictConfig, run_dir: Path) -> float | None:
 def objective(metrics: dict[str, float], name: str) -> float | None:
     if name in metrics:
         return float(metrics[name])
-    log.info("Objective %r was not measured (set data.val_size for an eval split); returning train_loss.", name)
+    log.info(
+        "Objective %r was not measured (set data.val_size for an eval split); returning train_loss.", name
+    )
     return metrics.get("train_loss")
 
 
