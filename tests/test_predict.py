@@ -84,3 +84,28 @@ def test_predict_writes_one_prediction_per_sample_and_their_metrics(tmp_path):
     assert {name: metrics[name] for name in recomputed} == pytest.approx(recomputed)
     assert metrics["predict_samples"] == 10
     assert objective == metrics["rouge-l"]
+
+
+def test_predict_metrics_and_predictions_reach_the_logger(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    store = f"sqlite:///{tmp_path}/mlflow.db"
+    cfg = compose(
+        "task=predict",
+        "dataset=demo_sft",
+        "data.max_samples=4",
+        "generation.do_sample=false",
+        "generation.max_new_tokens=4",
+        f"logger.tracking_uri={store}",
+    )
+    run(cfg, run_dir=tmp_path / "run")
+
+    client = MlflowClient(tracking_uri=store)
+    [experiment] = [e for e in client.search_experiments() if e.name == cfg.logger.experiment_name]
+    [recorded] = client.search_runs([experiment.experiment_id])
+    assert recorded.info.status == "FINISHED"
+    assert recorded.data.tags["llmft.task"] == "predict"
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert recorded.data.metrics["rouge-l"] == pytest.approx(metrics["rouge-l"])
+    artifacts = {artifact.path for artifact in client.list_artifacts(recorded.info.run_id)}
+    assert {"generated_predictions.jsonl", "metrics.json"} <= artifacts

@@ -170,6 +170,14 @@ def print_table(metrics: dict[str, float]) -> None:
 
 
 def evaluate_benchmark(cfg: DictConfig, run_dir: Path) -> float | None:
+    """task=eval, recorded by the selected logger (an MLflow run with the accuracies and predictions)."""
+    from llmft.track.tracking import tracked_run
+
+    with tracked_run(cfg, run_dir):
+        return _evaluate_benchmark(cfg, run_dir)
+
+
+def _evaluate_benchmark(cfg: DictConfig, run_dir: Path) -> float | None:
     from llmft.infer.hf_engine import context_length
     from llmft.model.loader import load_model
     from llmft.train.components import chat_tokenizer

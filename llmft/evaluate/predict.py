@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from llmft.evaluate.metrics import generation_metrics
 from llmft.infer.engine import SamplingParams, build_engine, require_backend
+from llmft.track.tracking import tracked_run
 
 log = logging.getLogger(__name__)
 PREDICTIONS_FILE = "generated_predictions.jsonl"
@@ -40,6 +41,12 @@ def _tools(row: dict[str, Any]) -> list[dict] | None:
 
 
 def predict(cfg: DictConfig, run_dir: Path) -> float | None:
+    """task=predict, recorded by the selected logger (an MLflow run with the metrics and predictions)."""
+    with tracked_run(cfg, run_dir):
+        return _predict(cfg, run_dir)
+
+
+def _predict(cfg: DictConfig, run_dir: Path) -> float | None:
     from llmft.data.loader import load_canonical
 
     require_backend(cfg.generation.backend)

@@ -26,7 +26,15 @@ from llmft.track.secrets import redact_arguments
 
 log = logging.getLogger(__name__)
 RUN_FILE = "mlflow_run.json"  # in the run dir: which MLflow run records it (a resumed run reopens it)
-ARTIFACT_FILES = (LOG_FILE, METRICS_FILE, "loss.png", "env.json")
+# What a run leaves that is worth keeping beside its metrics (training, task=predict, task=eval).
+ARTIFACT_FILES = (
+    LOG_FILE,
+    METRICS_FILE,
+    "loss.png",
+    "env.json",
+    "generated_predictions.jsonl",
+    "benchmark_predictions.jsonl",
+)
 MODEL_DIRS = ("adapter", "model")
 MAX_TAG_LENGTH = 5000
 BATCH = 100  # MLflow accepts at most 100 params per log_batch call
@@ -68,13 +76,14 @@ def config_hash(cfg: DictConfig) -> str:
 
 
 def run_name(cfg: DictConfig) -> str:
-    """logger.run_name, else `<model>-<method>-<dataset>-<config hash>`, e.g. tiny-llama-lora_sft-demo_sft-3f9a2c."""
+    """logger.run_name, else `<model>-<method or task>-<dataset>-<config hash>`, e.g.
+    tiny-llama-lora_sft-demo_sft-3f9a2c, tiny-llama-predict-demo_sft-0b41d7."""
     if cfg.logger.get("run_name"):
         return cfg.logger.run_name
     model = Path(str(cfg.model.name_or_path)).name
-    method = f"{cfg.method.finetuning_type}_{cfg.method.stage}"
+    what = f"{cfg.method.finetuning_type}_{cfg.method.stage}" if cfg.task.name == "train" else cfg.task.name
     datasets = "+".join(cfg.dataset) or "nodata"
-    return f"{model}-{method}-{datasets}-{config_hash(cfg)}"
+    return f"{model}-{what}-{datasets}-{config_hash(cfg)}"
 
 
 def hydra_job() -> dict[str, object]:
