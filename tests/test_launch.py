@@ -194,25 +194,30 @@ def hydra_config_restored():
     HydraConfig.instance().cfg = saved
 
 
-def test_the_worker_loads_the_saved_config_and_the_parents_hydra_job(tmp_path, hydra_config_restored):
+def test_the_worker_gets_the_parents_config_with_its_secrets_and_hydra_job(tmp_path, hydra_config_restored):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.core.hydra_config import HydraConfig
 
     from llmft.config import register_schema
-    from llmft.launch.worker import load_saved_config
+    from llmft.launch.torchrun import WORKER_CONFIG_ENV, worker_environment
+    from llmft.launch.worker import load_parent_config
 
     register_schema()
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        full = hydra_compose(config_name="config", overrides=["seed=7"], return_hydra_config=True)
+        full = hydra_compose(
+            config_name="config", overrides=["seed=7", "task.api_key=sk-real"], return_hydra_config=True
+        )
     (tmp_path / ".hydra").mkdir()
     job = OmegaConf.masked_copy(full, [key for key in full if key != "hydra"])
-    OmegaConf.save(job, tmp_path / ".hydra" / "config.yaml")
+    record = OmegaConf.merge(job, {"task": {"api_key": "***"}})  # what RedactSecrets leaves on disk
+    OmegaConf.save(record, tmp_path / ".hydra" / "config.yaml")
     OmegaConf.save(OmegaConf.masked_copy(full, "hydra"), tmp_path / ".hydra" / "hydra.yaml")
 
-    loaded = load_saved_config(tmp_path)
+    loaded = load_parent_config(tmp_path, worker_environment(job)[WORKER_CONFIG_ENV])
     assert loaded.seed == 7 and OmegaConf.to_container(loaded) == OmegaConf.to_container(job)
-    assert list(HydraConfig.get().overrides.task) == ["seed=7"]
+    assert loaded.task.api_key == "sk-real"  # the workers run with the secret, the record keeps it hidden
+    assert list(HydraConfig.get().overrides.task) == ["seed=7", "task.api_key=sk-real"]
 
 
 def test_the_parent_passes_on_the_workers_output_and_exit_code(capfd):
@@ -233,3 +238,23 @@ def test_a_sigterm_to_the_parent_reaches_the_workers():
     )
     threading.Timer(3.0, os.kill, (os.getpid(), signal.SIGTERM)).start()
     assert run_workers([sys.executable, "-c", child]) == 7
+
+
+@pytest.mark.parametrize("trainer_loop", [True, False])
+def test_a_preemption_warning_waits_for_the_trainer_or_requeues_at_once(monkeypatch, trainer_loop):
+    """With a Trainer loop the warning is noted for its next step end; without one (ppo, eval) the
+    job is handed to submitit's requeue straight away instead of being killed at the time limit."""
+
+    from llmft.launch import slurm
+
+    requeued = []
+    previous = signal.signal(signal.SIGUSR2, lambda signum, frame: requeued.append(signum))  # submitit's
+    for name, value in (("listening", trainer_loop), ("requested", False), ("submitit_handler", None)):
+        monkeypatch.setattr(slurm.PreemptionState, name, value)
+    try:
+        slurm.install_preemption_handler()
+        os.kill(os.getpid(), signal.SIGUSR2)
+    finally:
+        signal.signal(signal.SIGUSR2, previous)
+    assert slurm.PreemptionState.requested is trainer_loop
+    assert requeued == ([] if trainer_loop else [signal.SIGUSR2])

@@ -34,7 +34,6 @@ KEYED_DATA_SETTINGS = (
     "interleave_probs",
     "skip_malformed",
 )
-SPLITS = ("train", "validation")
 
 
 def cache_dir(data: Any) -> Path:
@@ -101,8 +100,8 @@ def save_cached(directory: Path, train: Dataset, validation: Dataset | None, sta
     if validation is not None:
         validation.save_to_disk(str(staging / "validation"))
     (staging / "stats.json").write_text(json.dumps(stats, indent=2))
-    if directory.exists():  # data.overwrite_cache
-        shutil.rmtree(directory)
+    if directory.exists():  # data.overwrite_cache (other ranks may be replacing it at the same time)
+        shutil.rmtree(directory, ignore_errors=True)
     try:
         staging.rename(directory)
     except OSError:  # another process cached the same data meanwhile

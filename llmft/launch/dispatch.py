@@ -10,10 +10,10 @@ from omegaconf import DictConfig
 
 from llmft.launch.torchrun import (
     WorkersFailed,
-    ensure_saved_config,
     read_objective,
     run_workers,
     torchrun_command,
+    worker_environment,
 )
 from llmft.launch.world import LaunchError, in_slurm_job, in_started_world, processes_per_node
 
@@ -48,10 +48,9 @@ def run_task(cfg: DictConfig, run_dir: Path, task: Task) -> float | None:
 
 
 def _start_workers(cfg: DictConfig, run_dir: Path, nproc: int) -> float | None:
-    ensure_saved_config(cfg, run_dir)
     command = torchrun_command(cfg.hardware, nproc, run_dir)
     log.info("Starting %d worker(s) on this node: %s", nproc, " ".join(command))
-    returncode = run_workers(command)
+    returncode = run_workers(command, env=worker_environment(cfg))
     if returncode != 0:
         raise WorkersFailed(returncode)
     return read_objective(run_dir)

@@ -33,6 +33,7 @@ class PreemptionState:
     """Set by the signal handler, read by the Trainer callback; holds submitit's handler to call after."""
 
     requested = False
+    listening = False  # a CheckpointOnPreemption callback will act on the request at its next step end
     submitit_handler: Callable[[int, FrameType | None], Any] | None = None
     signum = signal.SIGUSR2
 
@@ -53,6 +54,10 @@ def install_preemption_handler() -> None:
     PreemptionState.submitit_handler = previous if callable(previous) else None
 
     def note_preemption(received: int, frame: FrameType | None) -> None:
+        if not PreemptionState.listening:  # no Trainer loop to save at a step end (ppo, eval, ...)
+            if PreemptionState.submitit_handler is not None:
+                PreemptionState.submitit_handler(received, frame)  # requeue now; resume from the last save
+            return
         log.warning(
             "Received %s: saving a checkpoint at the end of this step, then requeueing.",
             signal.Signals(received).name,
@@ -74,6 +79,10 @@ class CheckpointOnPreemption(TrainerCallback):
 
     def __init__(self) -> None:
         self.stopping = False
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        PreemptionState.listening = True  # only a Trainer loop gets here; other stages requeue at once
+        return control
 
     def on_step_end(self, args, state, control, **kwargs):
         if _any_rank(PreemptionState.requested, args.device):

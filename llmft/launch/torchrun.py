@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -13,7 +14,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from llmft.launch.world import LaunchError
 
-SAVED_CONFIG = Path(".hydra") / "config.yaml"  # Hydra writes it before the job runs
+# The composed config travels to the workers in the environment, not through .hydra/config.yaml:
+# that file is the run's record, and secrets in it are redacted.
+WORKER_CONFIG_ENV = "LLMFT_WORKER_CONFIG"
 OBJECTIVE_FILE = "objective.json"  # rank 0's return value, for the parent to hand to sweepers
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -50,21 +53,17 @@ def torchrun_command(hardware: DictConfig, nproc_per_node: int, run_dir: Path) -
     ]
 
 
-def ensure_saved_config(cfg: DictConfig, run_dir: Path) -> Path:
-    """Hydra saved the composed config in the run dir; a run started without Hydra saves it here."""
-    path = Path(run_dir) / SAVED_CONFIG
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(cfg, path)
-    return path
+def worker_environment(cfg: DictConfig) -> dict[str, str]:
+    """This process's environment plus the composed config (as YAML) for the workers to run."""
+    return {**os.environ, WORKER_CONFIG_ENV: OmegaConf.to_yaml(cfg)}
 
 
-def run_workers(command: list[str]) -> int:
+def run_workers(command: list[str], env: dict[str, str] | None = None) -> int:
     """Run torchrun in its own process group, passing on Ctrl-C and SIGTERM; its exit code.
 
     The workers write to this process's stdout/stderr, so their output shows as it comes.
     """
-    process = subprocess.Popen(command, start_new_session=True)
+    process = subprocess.Popen(command, start_new_session=True, env=env)
     if threading.current_thread() is not threading.main_thread():
         return process.wait()
     previous = {

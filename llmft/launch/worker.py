@@ -1,31 +1,33 @@
 """`python -m llmft.launch.worker <run_dir>`: one torchrun process.
 
-It does not parse the command line again (every rank would make its own run dir): it loads the
-config the parent composed, validated and saved in <run_dir>/.hydra/, and runs the task there.
+It does not parse the command line again (every rank would make its own run dir): it runs the task
+in <run_dir> on the config the parent composed and validated, which arrives in the environment
+(LLMFT_WORKER_CONFIG; .hydra/config.yaml is the run's record, with secrets redacted).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
 from llmft.config.schema import LlmftConfig
-from llmft.launch.torchrun import SAVED_CONFIG, write_objective
+from llmft.launch.torchrun import WORKER_CONFIG_ENV, write_objective
 from llmft.launch.world import rank
 
 HYDRA_RECORD = Path(".hydra") / "hydra.yaml"
 
 
-def load_saved_config(run_dir: Path) -> DictConfig:
+def load_parent_config(run_dir: Path, config_yaml: str) -> DictConfig:
     """The parent's composed config, typed by the schema; Hydra's record of the job made current.
 
     With HydraConfig set, code asking Hydra about its job (sweep membership, overrides) gets the same
     answers as in the parent.
     """
-    cfg = OmegaConf.merge(OmegaConf.structured(LlmftConfig), OmegaConf.load(run_dir / SAVED_CONFIG))
+    cfg = OmegaConf.merge(OmegaConf.structured(LlmftConfig), OmegaConf.create(config_yaml))
     record = run_dir / HYDRA_RECORD
     if record.exists():
         from hydra.conf import HydraConf
@@ -48,7 +50,11 @@ def main(argv: list[str]) -> None:
     )
     from llmft.main import run
 
-    value = run(load_saved_config(run_dir), run_dir=run_dir)
+    if WORKER_CONFIG_ENV not in os.environ:
+        raise SystemExit(
+            f"{WORKER_CONFIG_ENV} is not set: workers are started by `python run.py hardware=...`"
+        )
+    value = run(load_parent_config(run_dir, os.environ[WORKER_CONFIG_ENV]), run_dir=run_dir)
     if rank() == 0:
         write_objective(run_dir, value)
 

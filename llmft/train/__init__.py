@@ -42,7 +42,8 @@ def run_title(cfg: DictConfig) -> str:
 def train(cfg: DictConfig, run_dir: Path) -> float | None:
     """Train per cfg.method.stage in run_dir; return the objective for sweepers."""
     set_seed(cfg.seed)
-    print(memory_report(cfg), flush=True)  # before the expensive part: will it fit?
+    if is_main_process():
+        print(memory_report(cfg), flush=True)  # before the expensive part: will it fit?
     environment = write_environment(run_dir) if is_main_process() else None  # rank 0 writes the run's files
     with tracked_run(cfg, run_dir, environment) as callbacks:  # MLflow: FINISHED, or FAILED with the error
         callbacks = [*callbacks, *launch_callbacks(cfg, run_dir)]  # preemption checkpoints, DDP replica check
