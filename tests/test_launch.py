@@ -63,6 +63,7 @@ def test_deepspeed_without_the_package_is_rejected_at_compose_time():
     [
         (("hardware=fsdp", "quantization=bnb_8bit"), "cannot shard quantization=bnb_8bit"),
         (("hardware=fsdp", "hardware.device=cpu"), "shards over GPUs only"),
+        (("hardware=fsdp", "method.pissa_init=true"), "pissa_init=true cannot be saved from sharded weights"),
         (("hardware=multi_gpu", "hardware.nnodes=2"), "needs the rank-0 node's address"),
         (("hardware=multi_gpu", "hardware.device=cpu", "hardware.backend=nccl"), "use backend=gloo"),
         (("hardware=multi_gpu", "hardware.device=cpu"), "nproc_per_node=auto counts GPUs"),

@@ -69,8 +69,8 @@ def summary(run_dir: Path, metrics: dict[str, float]) -> str:
         lines.append(f"Loss: {losses[0]:.4f} (first logged) -> {losses[-1]:.4f} (last logged)")
     if "eval_loss" in metrics:
         lines.append(f"Eval loss: {metrics['eval_loss']:.4f}")
-    lines.append(
-        f"Throughput: {metrics.get('train_tokens_per_second', 0):,.0f} tokens/s "
-        f"over {metrics.get('train_runtime', 0):.1f} s"
-    )
+    if metrics.get("train_tokens_per_second"):  # grpo/rloo do not count tokens
+        lines.append(
+            f"Throughput: {metrics['train_tokens_per_second']:,.0f} tokens/s over {metrics['train_runtime']:.1f} s"
+        )
     return "\n".join(lines)

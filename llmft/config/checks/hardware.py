@@ -42,6 +42,11 @@ def distributed_setup(cfg: DictConfig) -> list[str]:
             f"hardware.strategy={hardware.strategy} shards over GPUs only (accelerate runs a CPU job as plain "
             "DDP): use hardware.strategy=ddp on the CPU."
         )
+    if hardware.strategy in ("fsdp", "deepspeed") and cfg.method.pissa_init:
+        problems.append(
+            f"method.pissa_init=true cannot be saved from sharded weights (hardware.strategy={hardware.strategy}): "
+            "its adapter must be converted against the unsharded initial one. Use hardware=multi_gpu (DDP)."
+        )
     if hardware.strategy == "fsdp" and cfg.quantization.method != "none":
         problems.append(
             f"hardware.strategy=fsdp cannot shard quantization={cfg.quantization.method} weights "
