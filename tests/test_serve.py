@@ -262,7 +262,8 @@ def test_reward_model_scores_conversations(tmp_path, engine):
     from transformers import AutoModelForSequenceClassification
 
     from llmft.infer.api import ServerSettings, create_app
-    from llmft.infer.reward import RewardScorer, is_reward_model
+    from llmft.infer.reward import RewardScorer
+    from llmft.model.loader import is_reward_model
 
     base = engine.tokenizer.name_or_path
     reward_dir = tmp_path / "reward"

@@ -7,8 +7,9 @@ import json
 from conftest import compose
 from test_stage_data import pairs_dataset, write_pairs
 
-from llmft.infer.reward import RewardScorer, is_reward_model
+from llmft.infer.reward import RewardScorer
 from llmft.main import run
+from llmft.model.loader import is_reward_model
 from llmft.track.run_log import read_log
 
 QUICK = ("logger=none", "method.logging_steps=4", "method.eval_steps=1000", "method.save_steps=1000")

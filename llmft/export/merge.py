@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from llmft.model.loader import DTYPE_NAMES, resolve_model_path
+from llmft.model.loader import DTYPE_NAMES, is_reward_model, resolve_model_path
 from llmft.train.components import chat_tokenizer
 
 
@@ -16,16 +14,6 @@ def export_dtype(cfg: Any) -> torch.dtype | str:
     """task.export_dtype, else model.dtype, else 'auto' (the dtype the checkpoint was saved in)."""
     name = cfg.task.export_dtype if cfg.task.export_dtype != "auto" else cfg.model.dtype
     return "auto" if name == "auto" else DTYPE_NAMES[name]
-
-
-def is_reward_model(model_cfg: Any) -> bool:
-    """An rm run's artefact: a SEQ_CLS adapter, or a checkpoint with a sequence-classification head."""
-    if model_cfg.adapter_path:
-        adapter_config = json.loads((Path(model_cfg.adapter_path) / "adapter_config.json").read_text())
-        return adapter_config.get("task_type") == "SEQ_CLS"
-    config = Path(resolve_model_path(model_cfg)) / "config.json"
-    architectures = json.loads(config.read_text()).get("architectures") if config.is_file() else None
-    return any(name.endswith("ForSequenceClassification") for name in architectures or [])
 
 
 def _check_device(device: str) -> None:

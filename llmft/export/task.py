@@ -10,9 +10,10 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from llmft.export.gptq import calibration_texts, check_gptq_device, gptq_quantize
-from llmft.export.merge import is_reward_model, load_merged
+from llmft.export.merge import load_merged
 from llmft.export.ollama import write_modelfile
 from llmft.export.save import save_export
+from llmft.model.loader import is_reward_model
 
 log = logging.getLogger(__name__)
 

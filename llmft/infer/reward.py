@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import threading
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -12,18 +10,6 @@ import torch
 from llmft.infer.engine import served_model_name
 from llmft.model.loader import resolve_device, resolve_dtype, resolve_model_path
 from llmft.train.components import chat_tokenizer
-
-
-def is_reward_model(model_cfg: Any) -> bool:
-    """A LoRA adapter trained for sequence classification, or a local checkpoint with such a head."""
-    adapter_config = Path(model_cfg.adapter_path or "") / "adapter_config.json"
-    if model_cfg.adapter_path and adapter_config.is_file():
-        return json.loads(adapter_config.read_text(encoding="utf-8")).get("task_type") == "SEQ_CLS"
-    config = Path(resolve_model_path(model_cfg)) / "config.json"
-    if not config.is_file():
-        return False
-    architectures = json.loads(config.read_text(encoding="utf-8")).get("architectures") or []
-    return any(name.endswith("ForSequenceClassification") for name in architectures)
 
 
 class RewardScorer:

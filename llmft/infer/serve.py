@@ -22,7 +22,8 @@ def serve(cfg: DictConfig, run_dir: Path) -> None:
     import uvicorn
 
     from llmft.infer.api import ServerSettings, create_app
-    from llmft.infer.reward import RewardScorer, is_reward_model
+    from llmft.infer.reward import RewardScorer
+    from llmft.model.loader import is_reward_model
 
     require_backend(cfg.generation.backend)
     settings = ServerSettings(

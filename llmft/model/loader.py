@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from llmft.config.checks.stages import is_reward_directory
 from llmft.model.quantization import PREQUANTIZED, check_prequantized_checkpoint
 from llmft.model.tiny import ensure_tiny_model
 
@@ -42,6 +43,14 @@ def resolve_model_path(model_cfg: Any) -> str:
     if model_cfg.tiny is not None and not Path(model_cfg.name_or_path).is_dir():
         return str(ensure_tiny_model(model_cfg.tiny))
     return str(model_cfg.name_or_path)
+
+
+def is_reward_model(model_cfg: Any) -> bool:
+    """model.adapter_path (or, without one, the base model) is a reward model an rm run left."""
+    adapter = Path(model_cfg.adapter_path or "")
+    if model_cfg.adapter_path and (adapter / "adapter_config.json").is_file():
+        return is_reward_directory(adapter)
+    return is_reward_directory(Path(resolve_model_path(model_cfg)))
 
 
 def _unreachable_model_error(name: str, err: Exception) -> OSError:

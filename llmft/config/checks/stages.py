@@ -53,20 +53,24 @@ def reward_model_dir(path: str) -> Path:
     return Path(path)
 
 
+def is_reward_directory(directory: Path) -> bool:
+    """A SEQ_CLS LoRA adapter, or a checkpoint whose architecture has a sequence-classification head
+    (read from its JSON files only: no weights are loaded)."""
+    adapter, config = directory / "adapter_config.json", directory / "config.json"
+    if adapter.is_file():
+        return json.loads(adapter.read_text(encoding="utf-8")).get("task_type") == "SEQ_CLS"
+    architectures = (
+        json.loads(config.read_text(encoding="utf-8")).get("architectures") if config.is_file() else None
+    )
+    return any(name.endswith("ForSequenceClassification") for name in architectures or [])
+
+
 def reward_model_problem(path: str) -> str | None:
     """Why method.reward_model cannot be loaded as a reward model (read from its JSON files), or None."""
     directory = reward_model_dir(path)
     if not directory.is_dir():
         return f"method.reward_model={path!r} does not exist. Fix: give an rm run dir or a reward model directory."
-    adapter, config = directory / "adapter_config.json", directory / "config.json"
-    if adapter.is_file():
-        is_reward = json.loads(adapter.read_text(encoding="utf-8")).get("task_type") == "SEQ_CLS"
-    else:
-        architectures = (
-            json.loads(config.read_text(encoding="utf-8")).get("architectures") if config.is_file() else None
-        )
-        is_reward = any(name.endswith("ForSequenceClassification") for name in architectures or [])
-    if is_reward:
+    if is_reward_directory(directory):
         return None
     return (
         f"method.reward_model={path!r} is not a reward model ({directory} holds no sequence-classification "
