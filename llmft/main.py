@@ -29,6 +29,11 @@ def run(cfg: DictConfig, run_dir: Path | None = None) -> float | None:
     run_dir = Path(run_dir) if run_dir is not None else hydra_run_dir()
     run_dir.mkdir(parents=True, exist_ok=True)
     module, function = TASKS[cfg.task.name].split(":")
-    from llmft.launch import run_task  # here, or as torchrun workers / Slurm tasks per cfg.hardware
+    from llmft.model.optional import bitsandbytes_hidden
 
-    return run_task(cfg, run_dir, lambda: getattr(importlib.import_module(module), function)(cfg, run_dir))
+    with bitsandbytes_hidden(unless=cfg.quantization.method != "none"):  # seconds of start-up saved
+        from llmft.launch import run_task  # here, or as torchrun workers / Slurm tasks per cfg.hardware
+
+        return run_task(
+            cfg, run_dir, lambda: getattr(importlib.import_module(module), function)(cfg, run_dir)
+        )

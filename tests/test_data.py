@@ -438,7 +438,7 @@ def test_build_splits_tokenises_and_reuses_the_cache(configure, tokenizer, count
     with caplog.at_level(logging.INFO, logger="llmft.data.pipeline"):
         train, validation = pipeline.build_sft_datasets(cfg, tokenizer)
     assert (len(train), len(validation)) == (540, 60)
-    assert train.column_names == ["input_ids", "attention_mask", "labels"]
+    assert train.column_names == ["input_ids", "labels"]
     assert count_encodings[0] > 0 and "540 samples from 540 rows" in caplog.text
     texts = [tokenizer.decode(ids) for ids in train[:40]["input_ids"]]
     assert any(t.startswith("<s>") for t in texts) and any("<|im_start|>assistant" in t for t in texts)

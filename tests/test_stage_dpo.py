@@ -86,3 +86,17 @@ def test_reference_free_variants_train_and_log_their_rewards(tmp_path, preset):
     fit_and_save(trainer, tmp_path, "lora", preset)
     assert len(margins(tmp_path)) >= 3
     assert (tmp_path / "adapter" / "adapter_model.safetensors").exists()
+
+
+def test_precomputed_reference_log_probs_give_the_same_loss(tmp_path):
+    """method.precompute_ref_log_probs moves the reference forward out of the steps, not the result."""
+    data = pairs_dataset(write_pairs(tmp_path / "pairs.json", 8))
+    losses = {}
+    for precompute in (False, True):
+        cfg = compose("method=lora_dpo", *data, *QUICK, f"method.precompute_ref_log_probs={precompute}")
+        trainer = build_dpo_trainer(cfg, tmp_path / str(precompute))
+        batch = trainer._prepare_inputs(next(iter(trainer.get_train_dataloader())))
+        assert ("ref_chosen_logps" in batch) is precompute
+        with torch.no_grad():
+            losses[precompute] = trainer.compute_loss(trainer.model, batch)
+    torch.testing.assert_close(losses[True], losses[False], atol=1e-5, rtol=1e-5)

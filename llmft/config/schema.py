@@ -106,6 +106,9 @@ class MethodConfig:
     pref_loss: str = "sigmoid"  # dpo: sigmoid | ipo | hinge | orpo | simpo
     pref_beta: float = 0.1  # dpo/kto: higher stays closer to the reference; orpo: odds-ratio weight
     pref_ftx: float = 0.0  # dpo: weight of an SFT loss on the chosen replies added to the preference loss
+    # dpo: the reference's log-probs in one pass over the data before training, instead of a reference
+    # forward every step: a third less work per step, paid back from the second epoch on
+    precompute_ref_log_probs: bool = False
     simpo_gamma: float = 0.5  # simpo: target reward margin
     kto_desirable_weight: float = 1.0  # kto: loss weight of desirable rows (raise it when they are fewer)
     kto_undesirable_weight: float = 1.0  # kto: loss weight of undesirable rows
@@ -182,7 +185,11 @@ class DataConfig:
     val_size: float = 0.0  # fraction (< 1) or number of samples held out for eval_loss
     train_on_prompt: bool = False  # False: loss only on assistant tokens
     mask_history: bool = False  # True: train only the last assistant turn
-    packing: bool = False  # pack samples into cutoff_len blocks (padding-free, isolated)
+    packing: bool = False  # pack samples into cutoff_len rows (more samples per step; each stays isolated)
+    # concatenate each batch into one row, no pad token computed (attention stays per sample); the loss is
+    # the padded batch's. false: right-padded rows with an attention mask
+    padding_free: bool = True
+    num_proc: int | None = None  # tokenising processes; default: one per core per 1000 rows
     mix_strategy: str = "concat"  # concat | interleave_under | interleave_over
     interleave_probs: list[float] | None = None
     skip_malformed: bool = False  # drop (and count) rows that do not convert, instead of failing

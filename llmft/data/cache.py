@@ -22,8 +22,8 @@ from llmft.config.paths import cache_root, is_local_dataset, resolve_local_path
 from llmft.data.sources import as_dataset_config
 
 # Bump when the encoding itself changes, so caches written the old way are not reused.
-CACHE_VERSION = 1
-# Data settings that change the samples (packing and cache settings do not).
+CACHE_VERSION = 2
+# Data settings that change the samples (packing, keyed on its own, and cache settings do not).
 KEYED_DATA_SETTINGS = (
     "cutoff_len",
     "max_samples",
@@ -65,7 +65,9 @@ def _tokenizer_state(tokenizer: Any) -> dict[str, Any]:
     }
 
 
-def cache_key(datasets_cfg: Mapping[str, Any], data: Any, seed: int, tokenizer: Any) -> str:
+def cache_key(
+    datasets_cfg: Mapping[str, Any], data: Any, seed: int, tokenizer: Any, packed: bool = False
+) -> str:
     entries = {name: dataclasses.asdict(as_dataset_config(entry)) for name, entry in datasets_cfg.items()}
     interleave = data.interleave_probs
     settings = {key: getattr(data, key) for key in KEYED_DATA_SETTINGS}
@@ -76,6 +78,7 @@ def cache_key(datasets_cfg: Mapping[str, Any], data: Any, seed: int, tokenizer: 
         "files": {name: _file_state(entry["path"], entry["source"]) for name, entry in entries.items()},
         "data": settings,
         "seed": seed,
+        "packed": packed,
         "tokenizer": _tokenizer_state(tokenizer),
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -162,7 +162,13 @@ def resolve_dtype(model_cfg: Any, hardware_cfg: Any) -> torch.dtype:
     return dtype
 
 
-def _attn_implementation(requested: str, device: str) -> str:
+def _attn_implementation(requested: str, device: str, for_training: bool) -> str:
+    if (
+        requested == "sdpa" and for_training
+    ):  # the same attention, without dense masks for padding-free batches
+        from llmft.model.attention import VARLEN_SDPA  # importing it registers it with transformers
+
+        return VARLEN_SDPA
     if requested.startswith("flash_attention"):
         package = "flash_attn_interface" if requested == "flash_attention_3" else "flash_attn"
         if device != "cuda" or importlib.util.find_spec(package) is None:
@@ -223,7 +229,7 @@ def load_model(cfg: Any, tokenizer, *, for_training: bool = True, head: str = "c
     dtype = resolve_dtype(model_cfg, cfg.hardware)
     kwargs: dict[str, Any] = {
         "dtype": dtype,
-        "attn_implementation": _attn_implementation(model_cfg.attn_implementation, device),
+        "attn_implementation": _attn_implementation(model_cfg.attn_implementation, device, for_training),
         "revision": model_cfg.revision,
         "trust_remote_code": model_cfg.trust_remote_code,
     }

@@ -196,17 +196,17 @@ def _build(arch: str, spec: dict[str, Any], seed: int, corpus: list[str], out_di
     tokenizer.save_pretrained(out_dir)
 
 
-def ensure_tiny_model(spec: Any, seed: int = 0) -> Path:
+def ensure_tiny_model(spec: Any, seed: int = 0, corpus: list[str] | None = None) -> Path:
     """Directory of the tiny model described by `spec`, built on first use.
 
-    The directory name hashes the spec, seed, corpus and format version, so any change builds
-    a new model; the build happens in a temporary directory renamed into place, so concurrent
-    processes never see a half-written model.
+    The tokenizer is trained on `corpus` (default: the shipped demo text). The directory name hashes
+    the spec, seed, corpus and format version, so any change builds a new model; the build happens in
+    a temporary directory renamed into place, so concurrent processes never see a half-written model.
     """
     spec_dict = spec_to_dict(spec)
     arch = canonical_architecture(spec_dict["architecture"])
     spec_dict["architecture"] = arch
-    corpus = demo_corpus()
+    corpus = demo_corpus() if corpus is None else corpus
     tiny_dir = cache_root() / "tiny"
     target = tiny_dir / f"{arch}-{_build_key(spec_dict, seed, corpus)}"
     if target.is_dir():

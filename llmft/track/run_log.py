@@ -6,6 +6,7 @@ The readers live in llmft.track.run_files (no transformers import) and are re-ex
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 from transformers import TrainerCallback
@@ -37,7 +38,12 @@ class JsonlLogCallback(TrainerCallback):
 
 
 def append_log(run_dir: Path, step: int, values: dict) -> None:
-    """One trainer_log.jsonl record: the step and the numeric values (for loops without a Trainer, e.g. ppo)."""
-    record = {"step": step, **{k: v for k, v in values.items() if is_number(v)}}
+    """One trainer_log.jsonl record: the step, the numeric values and the wall-clock time it was written
+    (for progress and start-up figures; also for loops without a Trainer, e.g. ppo)."""
+    record = {
+        "step": step,
+        **{k: v for k, v in values.items() if is_number(v)},
+        "time": round(time.time(), 3),
+    }
     with (Path(run_dir) / LOG_FILE).open("a") as stream:
         stream.write(json.dumps(record) + "\n")

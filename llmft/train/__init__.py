@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 from pathlib import Path
 
@@ -13,25 +14,24 @@ from llmft.model.memory import memory_report
 from llmft.track.environment import write_environment
 from llmft.track.run_log import loss_series, read_log
 from llmft.track.tracking import is_main_process, tracked_run
-from llmft.train.dpo import run_dpo
-from llmft.train.grpo import run_group_rl
-from llmft.train.kto import run_kto
-from llmft.train.ppo import run_ppo
-from llmft.train.pt import run_pt
-from llmft.train.rm import run_rm
-from llmft.train.sft import run_sft
 
 log = logging.getLogger(__name__)
+# The recipe of each stage, imported when chosen: an SFT run never pays for TRL (and what TRL imports).
 STAGES = {
-    "sft": run_sft,
-    "pt": run_pt,
-    "rm": run_rm,
-    "dpo": run_dpo,
-    "kto": run_kto,
-    "ppo": run_ppo,
-    "grpo": run_group_rl,
-    "rloo": run_group_rl,
+    "sft": "llmft.train.sft:run_sft",
+    "pt": "llmft.train.pt:run_pt",
+    "rm": "llmft.train.rm:run_rm",
+    "dpo": "llmft.train.dpo:run_dpo",
+    "kto": "llmft.train.kto:run_kto",
+    "ppo": "llmft.train.ppo:run_ppo",
+    "grpo": "llmft.train.grpo:run_group_rl",
+    "rloo": "llmft.train.grpo:run_group_rl",
 }
+
+
+def stage_recipe(stage: str):
+    module, function = STAGES[stage].split(":")
+    return getattr(importlib.import_module(module), function)
 
 
 def run_title(cfg: DictConfig) -> str:
@@ -47,7 +47,7 @@ def train(cfg: DictConfig, run_dir: Path) -> float | None:
     environment = write_environment(run_dir) if is_main_process() else None  # rank 0 writes the run's files
     with tracked_run(cfg, run_dir, environment) as callbacks:  # MLflow: FINISHED, or FAILED with the error
         callbacks = [*callbacks, *launch_callbacks(cfg, run_dir)]  # preemption checkpoints, DDP replica check
-        metrics = STAGES[cfg.method.stage](cfg, run_dir, run_title(cfg), callbacks)
+        metrics = stage_recipe(cfg.method.stage)(cfg, run_dir, run_title(cfg), callbacks)
     if is_main_process():
         print(summary(run_dir, metrics), flush=True)
     return objective(metrics, cfg.task.objective)

@@ -48,6 +48,7 @@ def _dpo_trainer(cfg: DictConfig, run_dir: Path, model, tokenizer, datasets, cal
         beta=method.pref_beta,
         loss_type=losses,
         loss_weights=weights,
+        precompute_ref_log_probs=method.precompute_ref_log_probs,
     )
     trainer = DPOTrainer(
         model=model,

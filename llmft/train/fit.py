@@ -6,6 +6,7 @@ import json
 import logging
 from pathlib import Path
 
+import torch
 from transformers import Trainer
 
 from llmft.launch.resume import last_checkpoint
@@ -27,6 +28,8 @@ def fit_and_save(trainer: Trainer, run_dir: Path, finetuning_type: str, title: s
     if trainer.eval_dataset is not None:
         metrics.update(trainer.evaluate())
     metrics.update(_token_throughput(trainer, metrics))
+    if torch.cuda.is_available():
+        metrics["peak_gpu_memory_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
     _save_result(trainer, run_dir, finetuning_type)
     if trainer.is_world_process_zero():
         Path(run_dir, METRICS_FILE).write_text(json.dumps(metrics, indent=2))

@@ -1,4 +1,4 @@
-"""(Continued) pre-training: next-token loss on every token of plain text, packed, via TRL's SFTTrainer.
+"""(Continued) pre-training: next-token loss on every token of plain text, packed, on the SFT trainer.
 
 The same pipeline as SFT: text rows become bos + text + eos with every token trained
 (llmft.data.tokenize.encode_text), and the pt presets switch packing on (method.packing).
@@ -11,14 +11,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from omegaconf import DictConfig
-from transformers import TrainerCallback
-from trl import SFTTrainer
+from transformers import Trainer, TrainerCallback
 
 from llmft.train.fit import fit_and_save
 from llmft.train.sft import build_sft_trainer
 
 
-class PretrainingTrainer(SFTTrainer):
+class PretrainingTrainer(Trainer):
     """Adds eval_perplexity = exp(eval_loss) to every evaluation (logged, and returned by evaluate())."""
 
     def log(self, logs: dict[str, float], *args, **kwargs) -> None:

@@ -1,4 +1,10 @@
-"""Supervised fine-tuning: chat data with loss on the assistant's tokens, via TRL's SFTTrainer."""
+"""Supervised fine-tuning: chat data with loss on the assistant's tokens, on transformers' Trainer.
+
+llmft tokenises, masks and packs the data itself (llmft.data, cached), so the trainer only batches:
+padding-free by default (each batch one row, no pad token computed, attention kept per sample by
+llmft.model.attention), padded with data.padding_free=false. The loss is the plain next-token loss over
+the trained tokens; nothing else is computed from the logits each step.
+"""
 
 from __future__ import annotations
 
@@ -6,42 +12,51 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from omegaconf import DictConfig
-from transformers import TrainerCallback
-from trl import SFTConfig, SFTTrainer
+from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from llmft.data import build_sft_datasets
+from llmft.data.collate import PaddedCollator, PaddingFreeCollator
+from llmft.data.pipeline import packing_enabled
 from llmft.track.run_log import JsonlLogCallback
 from llmft.train.arguments import common_training_arguments
 from llmft.train.components import chat_tokenizer, trainable_model
 from llmft.train.fit import fit_and_save
 
 
-def packing_enabled(cfg: DictConfig) -> bool:
-    """method.packing (true in the pt presets) wins over data.packing."""
-    return cfg.data.packing if cfg.method.packing is None else cfg.method.packing
+def batch_collator(cfg: DictConfig, tokenizer) -> PaddingFreeCollator | PaddedCollator:
+    """Packed rows are always padding-free: a padded row would let its samples attend to each other."""
+    if cfg.data.padding_free or packing_enabled(cfg):
+        return PaddingFreeCollator()
+    return PaddedCollator(tokenizer.pad_token_id)
 
 
 def build_sft_trainer(
     cfg: DictConfig,
     run_dir: Path,
     callbacks: Sequence[TrainerCallback] = (),
-    trainer_class: type[SFTTrainer] = SFTTrainer,
-) -> SFTTrainer:
+    trainer_class: type[Trainer] = Trainer,
+) -> Trainer:
     tokenizer = chat_tokenizer(cfg.model)  # also saved with the result, for the chat that follows
     # Chat rows are masked to the assistant's tokens; text rows (pt) train on every token.
     train_set, eval_set = build_sft_datasets(cfg, tokenizer)
 
     model = trainable_model(cfg, tokenizer)
 
-    args = SFTConfig(
-        **common_training_arguments(cfg, run_dir, has_eval=eval_set is not None),
-        max_length=cfg.data.cutoff_len,
-        packing=packing_enabled(cfg),
-        packing_strategy="bfd",  # padding-free packing: samples share a row but never attend to each other
+    collator = batch_collator(cfg, tokenizer)
+    args = TrainingArguments(
+        **{
+            **common_training_arguments(cfg, run_dir, has_eval=eval_set is not None),
+            "remove_unused_columns": False,  # the collator reads seq_lengths, which the model does not take
+            # a padding-free row holds no padding, and a pad id equal to eos would undercount
+            "include_num_input_tokens_seen": "all"
+            if isinstance(collator, PaddingFreeCollator)
+            else "non_padding",
+        }
     )
     return trainer_class(
         model=model,
         args=args,
+        data_collator=collator,
         train_dataset=train_set,
         eval_dataset=eval_set,
         processing_class=tokenizer,

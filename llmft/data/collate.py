@@ -1,0 +1,64 @@
+"""Batches for causal-LM training: padding-free (the default) or padded.
+
+Padding-free: a batch's samples (or packed rows) are concatenated into one row, with position_ids that
+restart at each sample and the boundaries as cu_seq_lens, so no pad token is ever computed and the
+attention (llmft.model.attention, or flash-attention varlen) keeps every sample to itself. The first
+label of each sample is masked: in the concatenated row, the previous sample's last token would
+otherwise be trained to predict it, which the same sample alone never is. The loss is therefore the
+loss of the padded batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from llmft.data.tokenize import IGNORE_INDEX
+
+
+def _sample_lengths(example: dict[str, Any]) -> list[int]:
+    return list(example.get("seq_lengths") or [len(example["input_ids"])])
+
+
+@dataclass
+class PaddingFreeCollator:
+    def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
+        lengths = [length for example in examples for length in _sample_lengths(example)]
+        input_ids = torch.tensor([token for example in examples for token in example["input_ids"]])
+        labels = torch.tensor([label for example in examples for label in example["labels"]])
+        position_ids = torch.cat([torch.arange(length) for length in lengths])
+        labels[position_ids == 0] = IGNORE_INDEX
+        cu_seq_lens = torch.tensor([0, *lengths], dtype=torch.int32).cumsum(0, dtype=torch.int32)
+        return {
+            "input_ids": input_ids[None],
+            "labels": labels[None],
+            "position_ids": position_ids[None],
+            "cu_seq_lens_q": cu_seq_lens,
+            "cu_seq_lens_k": cu_seq_lens,
+            "max_length_q": max(lengths),
+            "max_length_k": max(lengths),
+        }
+
+
+@dataclass
+class PaddedCollator:
+    """Right-padded rows with an attention mask (data.padding_free=false; packed rows still get their
+    positions, so their samples stay apart)."""
+
+    pad_token_id: int
+
+    def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
+        width = max(len(example["input_ids"]) for example in examples)
+        batch = {
+            "input_ids": torch.full((len(examples), width), self.pad_token_id),
+            "labels": torch.full((len(examples), width), IGNORE_INDEX),
+            "attention_mask": torch.zeros((len(examples), width), dtype=torch.long),
+        }
+        for row, example in enumerate(examples):
+            length = len(example["input_ids"])
+            batch["input_ids"][row, :length] = torch.tensor(example["input_ids"])
+            batch["labels"][row, :length] = torch.tensor(example["labels"])
+            batch["attention_mask"][row, :length] = 1
+        return batch

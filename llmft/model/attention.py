@@ -1,0 +1,50 @@
+"""Attention for padding-free batches: each packed sample attends only to itself, with no dense mask.
+
+A padding-free batch is one row of concatenated samples with position_ids restarting at 0 and the
+sample boundaries in `cu_seq_lens_q` (llmft.data.collate). transformers' own sdpa path turns that into
+a dense [rows, 1, T, T] block-diagonal mask, which forces SDPA onto its slow masked kernels and costs
+T^2 work per layer however short the samples are. Here each sample runs through SDPA's causal kernel
+on its own slice instead: the same result, about sum(L_i^2) work instead of T^2.
+
+Registered as attn_implementation "sdpa_varlen"; anything that is not a padding-free batch (padded
+batches, generation with a cache, sliding-window layers) goes to transformers' sdpa unchanged.
+"""
+
+from __future__ import annotations
+
+import torch
+from transformers import AttentionInterface
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+VARLEN_SDPA = "sdpa_varlen"
+
+
+def _is_padding_free_batch(
+    module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, cu_seq_lens
+) -> bool:
+    return (
+        cu_seq_lens is not None
+        and query.shape[0] == 1
+        and query.shape[2] == key.shape[2]  # no cache: every key belongs to this row's samples
+        and getattr(module, "sliding_window", None) is None  # windows need the mask
+    )
+
+
+def varlen_sdpa_attention(module, query, key, value, attention_mask, cu_seq_lens_q=None, **kwargs):
+    """query/key/value: [1, heads, T, head_dim]; returns [1, T, heads, head_dim] like transformers' sdpa."""
+    if not _is_padding_free_batch(module, query, key, cu_seq_lens_q):
+        return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+    bounds = cu_seq_lens_q.tolist()
+    outputs = [
+        sdpa_attention_forward(
+            module, query[:, :, start:end], key[:, :, start:end], value[:, :, start:end], None, **kwargs
+        )[0]
+        for start, end in zip(bounds[:-1], bounds[1:], strict=False)
+        if end > start
+    ]
+    return torch.cat(outputs, dim=1), None
+
+
+AttentionInterface.register(VARLEN_SDPA, varlen_sdpa_attention)
+AttentionMaskInterface.register(VARLEN_SDPA, sdpa_mask)  # masks for the cases that fall back to sdpa

@@ -1,0 +1,205 @@
+"""The speed features change speed, not results: padding-free and packed batches give each sample the
+logits and loss it gets alone; the warm cache skips the data; a plain run imports nothing it does not
+use; and the benchmark itself runs and reports every figure."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from conftest import ROOT, compose
+from datasets import Dataset
+
+from llmft.data.collate import PaddedCollator, PaddingFreeCollator
+from llmft.data.packing import best_fit_rows, pack
+from llmft.data.tokenize import IGNORE_INDEX
+from llmft.model.loader import load_model
+from llmft.train.components import chat_tokenizer
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """The tiny model as training loads it (padding-free attention), in eval mode, and its tokenizer."""
+    cfg = compose("model=tiny")
+    tokenizer = chat_tokenizer(cfg.model)
+    model = load_model(cfg, tokenizer)
+    assert model.config._attn_implementation == "sdpa_varlen"
+    return model.eval(), tokenizer
+
+
+def samples(tokenizer) -> list[dict]:
+    """A chat sample with masked prompt (sft), a plain text sample (pt) and a short one."""
+    from llmft.data.tokenize import encode_conversation, encode_text
+
+    chat = {
+        "system": None,
+        "tools": None,
+        "chosen": None,
+        "messages": [
+            {"role": "user", "content": "What colour is snow?"},
+            {"role": "assistant", "content": "Snow is white."},
+        ],
+    }
+    return [
+        encode_conversation(tokenizer, chat, 512),
+        encode_text(tokenizer, "The cat sat on the mat and looked at the moon for a long time.", 512),
+        encode_text(tokenizer, "Rain.", 512),
+    ]
+
+
+def test_padding_free_logits_equal_each_sample_alone(tiny):
+    model, tokenizer = tiny
+    examples = samples(tokenizer)
+    batch = PaddingFreeCollator()(examples)
+    lengths = [len(example["input_ids"]) for example in examples]
+    starts = [0, lengths[0], lengths[0] + lengths[1]]
+
+    assert batch["input_ids"].shape == (1, sum(lengths))  # one row, not a single pad token
+    assert batch["position_ids"][0, starts].tolist() == [0, 0, 0]  # positions restart at every sample
+    # No label crosses a boundary: a sample's first token is never the target of the previous sample.
+    assert (batch["labels"][0, starts] == IGNORE_INDEX).all()
+    with torch.no_grad():
+        packed = model(**{k: v for k, v in batch.items() if k != "labels"}).logits[0]
+        for start, example in zip(starts, examples, strict=True):
+            alone = model(input_ids=torch.tensor([example["input_ids"]])).logits[0]
+            torch.testing.assert_close(packed[start : start + len(alone)], alone, atol=1e-4, rtol=1e-4)
+
+
+def test_padding_free_loss_equals_the_padded_batch(tiny):
+    model, tokenizer = tiny
+    examples = samples(tokenizer)
+    with torch.no_grad():
+        padded = model(**PaddedCollator(tokenizer.pad_token_id)(examples)).loss
+        padding_free = model(**PaddingFreeCollator()(examples)).loss
+    torch.testing.assert_close(padding_free, padded, atol=1e-5, rtol=1e-5)
+
+
+def test_packed_rows_keep_every_sample_whole_and_apart(tiny):
+    model, tokenizer = tiny
+    lengths = [300, 200, 120, 90, 60, 40, 10]
+    rows = best_fit_rows(lengths, capacity=320)
+    assert sorted(index for row in rows for index in row) == list(range(len(lengths)))
+    assert all(sum(lengths[index] for index in row) <= 320 for row in rows)
+    assert len(rows) == 3  # 300+10 | 200+120 | 90+60+40: as few rows as the 820 tokens allow
+
+    examples = samples(tokenizer)
+    packed = pack(Dataset.from_list(examples), cutoff_len=512)
+    assert len(packed) == 1 and packed[0]["seq_lengths"] == sorted(
+        (len(example["input_ids"]) for example in examples), reverse=True
+    )
+    with torch.no_grad():
+        row_loss = model(**PaddingFreeCollator()([packed[0]])).loss
+        alone_loss = model(**PaddedCollator(tokenizer.pad_token_id)(examples)).loss
+    torch.testing.assert_close(row_loss, alone_loss, atol=1e-5, rtol=1e-5)
+
+
+def cached_pt(tmp_path) -> tuple[str, ...]:
+    return ("method=lora_pt", "dataset=demo_pt", f"data.cache_dir={tmp_path}", "data.cutoff_len=128")
+
+
+def test_packing_is_cached_with_the_tokens(tmp_path, monkeypatch):
+    """A warm start does no tokenisation and no pass over the data; packing has its own entry."""
+    from llmft.data import pipeline
+
+    calls = {"load": 0, "encode": 0}
+    load, encode = pipeline.load_canonical, pipeline.encode_text
+
+    def counting_load(*args, **kwargs):
+        calls["load"] += 1
+        return load(*args, **kwargs)
+
+    def counting_encode(*args, **kwargs):
+        calls["encode"] += 1
+        return encode(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "load_canonical", counting_load)
+    monkeypatch.setattr(pipeline, "encode_text", counting_encode)
+    cfg = compose(*cached_pt(tmp_path))
+    tokenizer = chat_tokenizer(cfg.model)
+
+    train, _ = pipeline.build_sft_datasets(cfg, tokenizer)
+    assert "seq_lengths" in train.column_names and calls["load"] == 1 and calls["encode"] > 0
+    done = dict(calls)
+    again, _ = pipeline.build_sft_datasets(cfg, tokenizer)
+    assert calls == done, "a warm start must not read or tokenise the data again"
+    assert again["seq_lengths"] == train["seq_lengths"]
+
+    unpacked, _ = pipeline.build_sft_datasets(
+        compose(*cached_pt(tmp_path), "method.packing=false"), tokenizer
+    )
+    assert calls["load"] == 2 and "seq_lengths" not in unpacked.column_names
+
+    tokenizer.chat_template = tokenizer.chat_template.replace("<|im_start|>", "<|im_start|> ")
+    pipeline.build_sft_datasets(cfg, tokenizer)
+    assert calls["load"] == 3, "a changed chat template must rebuild"
+
+
+OPTIONAL_BACKENDS = ("bitsandbytes", "mlflow", "vllm", "fastapi", "wandb", "optuna", "tensorboard", "trl")
+LOADED_AFTER_A_RUN = """
+import json, sys
+sys.path.insert(0, "tests")
+from conftest import compose
+from llmft.main import run
+run(compose(*sys.argv[2:]), run_dir=sys.argv[1])
+print(json.dumps(sorted(name for name, module in sys.modules.items() if module is not None)))
+"""
+
+
+@pytest.mark.slow
+def test_a_plain_sft_run_imports_no_optional_backend(tmp_path):
+    """In a fresh process, as `python run.py logger=none` runs: the modules loaded once training ended."""
+    result = subprocess.run(
+        [sys.executable, "-c", LOADED_AFTER_A_RUN, str(tmp_path), "logger=none", "method.max_steps=1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    loaded = {name.split(".")[0] for name in json.loads(result.stdout.splitlines()[-1])}
+    assert {"transformers", "peft", "torch"} <= loaded  # the check sees the real imports
+    assert not loaded & set(OPTIONAL_BACKENDS), loaded & set(OPTIONAL_BACKENDS)
+
+
+@pytest.mark.slow
+def test_the_benchmark_reports_every_figure(tmp_path):
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "llmft.bench",
+            "--smoke",
+            "--workloads",
+            "sft_packed,dpo",
+            "--out",
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    records = [json.loads(line) for line in (tmp_path / "bench.jsonl").read_text().splitlines()]
+    summaries = {record["workload"]: record for record in records if record.get("summary")}
+    overhead = summaries.pop("tiny_step_overhead")
+    assert 0 < overhead["forward_backward_ms"] < overhead["step_ms"]
+    assert set(summaries) == {"sft_packed", "dpo"}
+    for summary in summaries.values():
+        for figure in (
+            "tokens_per_second",
+            "mfu",
+            "matmul_gflops",
+            "first_step_s_cold",
+            "first_step_s_warm",
+            "preprocess_rows_per_s_cold",
+            "preprocess_rows_per_s_cached",
+            "peak_rss_mb",
+            "final_loss",
+        ):
+            assert isinstance(summary[figure], int | float) and summary[figure] > 0, (figure, summary)
+        assert 0 < summary["mfu"] < 1
+    assert "| sft_packed |" in result.stdout and "| dpo |" in result.stdout and "overhead" in result.stdout
