@@ -14,7 +14,7 @@ import torch
 from conftest import ROOT, compose, run_cli
 from safetensors.torch import load_file
 
-from llmft.launch.resume import COMPLETE_MARKER, last_checkpoint
+from llmft.launch.resume import COMPLETE_MARKER, checkpoint_step, last_checkpoint
 from llmft.main import run
 from llmft.track.run_log import loss_series, read_log
 
@@ -103,7 +103,7 @@ def test_rerun_in_the_same_run_dir_resumes_from_the_last_checkpoint(tmp_path):
     first.send_signal(signal.SIGKILL)
     first.wait()
     assert not (tmp_path / "metrics.json").exists(), "the run finished before it could be killed"
-    resumed_from = int(Path(last_checkpoint(tmp_path)).name.split("-")[1])
+    resumed_from = checkpoint_step(last_checkpoint(tmp_path))
     assert 20 <= resumed_from < 200
 
     run(compose(*overrides), run_dir=tmp_path)
