@@ -202,8 +202,7 @@ class PpoTrainer:
         attention = torch.cat([query_mask, mask.long()], 1)
         with torch.no_grad():
             logprobs, values, _ = self.forward(sequences, attention, queries.shape[1])
-            with self.model.disable_adapter():  # the reference policy: the base weights alone
-                ref_logprobs, _, _ = self.forward(sequences, attention, queries.shape[1])
+        ref_logprobs = self.reference_logprobs(sequences, attention, queries.shape[1])
         rewards, kl = ppo_core.token_rewards(scores, logprobs, ref_logprobs, mask, self.method.kl_coef)
         advantages, returns = ppo_core.gae(rewards, values, mask, self.method.gamma, self.method.lam)
         stats = {
@@ -280,6 +279,11 @@ class PpoTrainer:
                 use_cache=True,
             )
         return batch["input_ids"], batch["attention_mask"], output[:, batch["input_ids"].shape[1] :]
+
+    def reference_logprobs(self, sequences: Tensor, attention: Tensor, prompt_length: int) -> Tensor:
+        """The reply tokens' log-probabilities under the reference policy: the base weights alone."""
+        with torch.no_grad(), self.model.disable_adapter():
+            return self.forward(sequences, attention, prompt_length)[0]
 
     def forward(
         self, sequences: Tensor, attention: Tensor, prompt_length: int
