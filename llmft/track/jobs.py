@@ -19,7 +19,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from llmft.track.secrets import redact_arguments
+from llmft.track.secrets import redact_arguments, redact_text
 from llmft.track.summary import JOB_FILE
 from llmft.track.sweep import this_sweep
 
@@ -40,7 +40,9 @@ def keep_sweep_going(task: Task) -> Task:
             value = task(cfg)
         except Exception as error:  # noqa: BLE001 - recorded, and reported by the sweep summary
             log.exception("Job %s failed; the other jobs go on.", HydraConfig.get().job.num)
-            write_job_status(output_dir, sweep[1], "FAILED", error=f"{type(error).__name__}: {error}")
+            write_job_status(
+                output_dir, sweep[1], "FAILED", error=redact_text(f"{type(error).__name__}: {error}")
+            )
             _record_failure_in_mlflow(cfg, output_dir, sweep[1].get("mlflow"), error)
             return None
         write_job_status(output_dir, sweep[1], "FINISHED", objective=value)

@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from llmft.track import mlflow_store
 from llmft.track.params import config_params, plain_config
 from llmft.track.run_files import LOG_FILE, METRICS_FILE, is_number
-from llmft.track.secrets import redact_arguments
+from llmft.track.secrets import redact_arguments, redact_text
 
 log = logging.getLogger(__name__)
 RUN_FILE = "mlflow_run.json"  # in the run dir: which MLflow run records it (a resumed run reopens it)
@@ -128,7 +128,8 @@ def open_run(
 
     `parent` ({tracking_uri, experiment_id, run_id}) attaches the run to a sweep's parent run.
     """
-    uri = parent["tracking_uri"] if parent else mlflow_store.tracking_uri(cfg.logger.tracking_uri)
+    own_uri = mlflow_store.tracking_uri(cfg.logger.tracking_uri)  # also hands its credentials to MLflow
+    uri = parent["tracking_uri"] if parent else own_uri
     client = mlflow_store.client(uri)
     previous = _previous_run(run_dir, uri)
     if previous is not None:
@@ -189,9 +190,9 @@ def finish_run(run: MlflowRun, cfg: DictConfig, run_dir: Path, error: BaseExcept
     try:
         log_run_artifacts(run, cfg, run_dir)
         if error is not None:
-            run.set_tags({"llmft.error": f"{type(error).__name__}: {error}"})
+            run.set_tags({"llmft.error": redact_text(f"{type(error).__name__}: {error}")})
             trace = "".join(traceback.format_exception(type(error), error, error.__traceback__))
-            run.client.log_text(run.run_id, trace, "error.txt")
+            run.client.log_text(run.run_id, redact_text(trace), "error.txt")
     finally:
         run.client.set_terminated(run.run_id, status=_status(error))
 
