@@ -4,13 +4,12 @@ same loss at every step after the checkpoint, bitwise the same adapter (CPU), fo
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, compose
+from conftest import compose
+from kill_at_step import run_killed
 from safetensors.torch import load_file
 
 from llmft.launch.resume import last_checkpoint
@@ -66,13 +65,7 @@ def test_a_run_killed_after_a_checkpoint_and_rerun_equals_the_uninterrupted_run(
     whole, resumed = tmp_path / "whole", tmp_path / "resumed"
     run(compose(*overrides), run_dir=whole)
 
-    killed = subprocess.run(
-        [sys.executable, "tests/kill_at_step.py", str(KILL_STEP), f"hydra.run.dir={resumed}", *overrides],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    killed = run_killed(resumed, KILL_STEP, f"hydra.run.dir={resumed}", *overrides)
     assert killed.returncode == -9, killed.stderr[-3000:]
     assert last_checkpoint(resumed) == str(resumed / "checkpoints" / f"checkpoint-{SAVE_STEP}")
     assert max(losses_by_step(resumed)) == KILL_STEP  # steps after the checkpoint were logged, then lost

@@ -131,7 +131,7 @@ def open_run(
     own_uri = mlflow_store.tracking_uri(cfg.logger.tracking_uri)  # also hands its credentials to MLflow
     uri = parent["tracking_uri"] if parent else own_uri
     client = mlflow_store.client(uri)
-    previous = _previous_run(run_dir, uri)
+    previous = continued_run(run_dir, uri, parent)
     if previous is not None:
         client.update_run(previous, status="RUNNING")
         log.info("Continuing MLflow run %s (resumed run dir).", previous)
@@ -149,19 +149,26 @@ def open_run(
     run = MlflowRun(client, created.info.run_id, uri)
     run.set_tags(tags)
     run.log_params(config_params(cfg))
-    Path(run_dir, RUN_FILE).write_text(
-        json.dumps({"tracking_uri": uri, "experiment_id": experiment, "run_id": run.run_id})
-    )
+    record = {
+        "tracking_uri": uri,
+        "experiment_id": experiment,
+        "run_id": run.run_id,
+        "parent_run_id": parent["run_id"] if parent else None,
+    }
+    Path(run_dir, RUN_FILE).write_text(json.dumps(record))
     log.info("MLflow run %s (%s) in %s", run.run_id, name, uri)
     return run
 
 
-def _previous_run(run_dir: Path, uri: str) -> str | None:
+def continued_run(run_dir: Path, uri: str, parent: dict | None) -> str | None:
+    """The MLflow run already recording run_dir (a resumed run), if it lives in this store under this
+    parent: a rerun sweep has a new parent run, so its jobs' runs are new too."""
     path = Path(run_dir) / RUN_FILE
     if not path.exists():
         return None
     recorded = json.loads(path.read_text())
-    return recorded["run_id"] if recorded.get("tracking_uri") == uri else None
+    same_parent = recorded.get("parent_run_id") == (parent["run_id"] if parent else None)
+    return recorded["run_id"] if recorded.get("tracking_uri") == uri and same_parent else None
 
 
 def recorded_run_id(run_dir: Path) -> str | None:
