@@ -404,6 +404,28 @@ def test_planted_secrets_reach_no_file_mlflow_record_or_output_of_a_multirun(mlf
     assert [run.data.params["task.api_key"] for run in children] == ["${oc.env:LLMFT_PLANTED_KEY}"] * 2
 
 
+@pytest.mark.slow
+def test_the_submitit_launcher_echoes_and_keeps_no_secret(tmp_path):
+    """Its job echo is redacted; its pickles (each job's overrides and config) go when the sweep ends."""
+    sweep_dir = tmp_path / "sweep"
+    result = run_cli(  # two jobs that stop at the config check: quick, and the launcher still ran them
+        "-m",
+        "hydra/launcher=submitit_local",
+        "method=full_sft",
+        "quantization=bnb_4bit,bnb_8bit",
+        f"task.api_key={SECRET}",
+        "logger=none",
+        f"hydra.sweep.dir={sweep_dir}",
+    )
+    assert "2 of 2 jobs failed" in result.stderr, result.stderr[-3000:]
+    output = result.stdout + result.stderr
+    assert "#1 : method=full_sft quantization=bnb_8bit task.api_key=***" in output
+    assert SECRET not in output
+    files = [path for path in sweep_dir.rglob("*") if path.is_file()]
+    assert [path.name for path in files if path.name.endswith("_log.out")]  # submitit's job logs stay
+    assert not [str(path) for path in files if SECRET.encode() in path.read_bytes()]
+
+
 # --- the embedded store, and TensorBoard beside it ------------------------------------------------------
 
 

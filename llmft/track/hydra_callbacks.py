@@ -47,12 +47,16 @@ def _make_optuna_storage_dir(config: DictConfig) -> None:
 
 
 class RedactSecrets(Callback):
-    """Rewrites Hydra's own records (.hydra/*.yaml, multirun.yaml) with keys, tokens and passwords as ***.
+    """Rewrites Hydra's own records (.hydra/*.yaml, multirun.yaml) with keys, tokens and passwords as ***,
+    and removes hydra-submitit-launcher's pickles once the sweep ended.
 
     Hydra saves the composed config and the command-line overrides verbatim before the job runs;
     a secret given as `task.api_key=...` would stay on disk. Pass secrets as `${oc.env:VAR}`
     (kept as written, it is not the secret itself) to keep such records replayable.
     """
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        remove_submitit_pickles(config)
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         from hydra.core.hydra_config import HydraConfig
@@ -75,3 +79,15 @@ def redact_yaml_file(path: Path) -> None:
     if redacted != original:
         OmegaConf.save(OmegaConf.create(redacted), path)
         log.debug("Redacted secrets in %s", path)
+
+
+def remove_submitit_pickles(config: DictConfig) -> None:
+    """hydra-submitit-launcher pickles each job's overrides to start (and requeue) it, and its config with
+    its result to hand back: secrets included. Once the sweep ended they have served; its logs stay."""
+    folder = OmegaConf.select(config, "hydra.launcher.submitit_folder")
+    if not folder:
+        return
+    parts = Path(folder).parts
+    root = Path(*parts[: next((i for i, part in enumerate(parts) if "%" in part), len(parts))])  # before %j
+    for pickle in root.rglob("*.pkl"):
+        pickle.unlink()
