@@ -148,7 +148,8 @@ def test_a_kl_penalty_keeps_the_policy_closer_to_the_reference_the_larger_it_is(
     mean_kl = {}
     for kl_coef in (0.01, 1.0):
         run_dir = tmp_path / f"kl-{kl_coef}"
-        run(compose(*QUICK_PPO, rewards, "method.max_steps=6", f"method.kl_coef={kl_coef}"), run_dir=run_dir)
+        steps = ("method.max_steps=6", "method.per_device_train_batch_size=8", "method.mini_batch_size=8")
+        run(compose(*QUICK_PPO, rewards, *steps, f"method.kl_coef={kl_coef}"), run_dir=run_dir)
         kls = [record["kl"] for record in read_log(run_dir)]
         assert kls[0] == 0.0  # the LoRA adapter starts as a no-op: policy = reference
         mean_kl[kl_coef] = sum(kls[2:]) / len(kls[2:])

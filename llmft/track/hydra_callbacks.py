@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 from pathlib import Path
 from typing import Any
@@ -84,10 +85,10 @@ def redact_yaml_file(path: Path) -> None:
 def remove_submitit_pickles(config: DictConfig) -> None:
     """hydra-submitit-launcher pickles each job's overrides to start (and requeue) it, and its config with
     its result to hand back: secrets included. Once the sweep ended they have served; its logs stay."""
-    folder = OmegaConf.select(config, "hydra.launcher.submitit_folder")
-    if not folder:
+    folder = OmegaConf.select(config, "hydra.launcher.submitit_folder")  # e.g. <sweep dir>/.submitit/%j
+    above_job_dirs = list(itertools.takewhile(lambda part: "%" not in part, Path(folder or "").parts))
+    if not above_job_dirs:
         return
-    parts = Path(folder).parts
-    root = Path(*parts[: next((i for i, part in enumerate(parts) if "%" in part), len(parts))])  # before %j
-    for pickle in root.rglob("*.pkl"):
+    root = Path(*above_job_dirs)
+    for pickle in [*root.rglob("*_submitted.pkl"), *root.rglob("*_result.pkl")]:
         pickle.unlink()
