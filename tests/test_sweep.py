@@ -239,3 +239,11 @@ def test_a_killed_sweep_rerun_closes_the_old_parent_skips_finished_jobs_and_fini
 
 def json_lines(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_a_sweep_stopped_by_hydras_own_override_check_leaves_its_parent_failed(tmp_path):
+    result = multirun(tmp_path / "sweep", tmp_path / "mlflow.db", "method.lora_rank=8,eight")
+    assert result.returncode == 2
+    assert "method.lora_rank' expects integer, got 'eight'" in result.stderr
+    parent, children = parent_and_children(MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}"))
+    assert parent.info.status == "FAILED" and children == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import itertools
 import logging
 from pathlib import Path
@@ -20,13 +21,15 @@ class SweepTracking(Callback):
     """Opens the MLflow parent run before a multirun; prints, saves and logs its summary after.
 
     Exits with status 1 after the summary when a job failed, as Hydra would have (without the summary).
+    A sweep that stops early leaves its parent run FAILED, not RUNNING.
     """
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        from llmft.track.sweep import start_sweep
+        from llmft.track.sweep import fail_if_unfinished, start_sweep
 
         _make_optuna_storage_dir(config)
         start_sweep(config)
+        atexit.register(fail_if_unfinished, config)  # on_multirun_end is skipped when the sweep stops early
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from llmft.track.sweep import SUMMARY_CSV, finish_sweep, sweep_dir

@@ -114,6 +114,21 @@ def start_sweep(config: DictConfig) -> dict:
     return record
 
 
+def fail_if_unfinished(config: DictConfig) -> None:
+    """At exit of the sweep's process: a sweep stopped before its end (a job's override failing Hydra's
+    own checks, which the sweeper makes before launching a batch; an exception) leaves its parent run
+    RUNNING. Mark it FAILED; the error is in the command's output."""
+    parent = (read_sweep(sweep_dir(config)) or {}).get("mlflow")
+    if not parent:
+        return
+    client = mlflow_store.client(parent["tracking_uri"])
+    if client.get_run(parent["run_id"]).info.status == "RUNNING":
+        client.set_terminated(parent["run_id"], status="FAILED")
+        log.warning(
+            "The sweep stopped before its end: its MLflow parent run %s is marked FAILED.", parent["run_id"]
+        )
+
+
 def _mark_killed(parent: dict) -> None:
     """A sweep whose process was killed leaves its parent run, and the job it was running, RUNNING."""
     client = mlflow_store.client(parent["tracking_uri"])
