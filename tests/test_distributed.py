@@ -55,3 +55,52 @@ def test_cpu_ddp_is_one_run_dir_with_identical_replicas_and_the_single_process_l
     assert len(ddp_losses) == STEPS  # rank 0 alone writes the log: no step twice
     assert ddp_losses == pytest.approx(single_losses, rel=1e-4)
     assert ddp_losses[-1] < ddp_losses[0]
+
+
+def _finish_training_as_rank(rank: int, init_file: str, run_dir: str, errors) -> None:
+    """One rank of a real 2-process gloo world ending training with its own (seeded) weights."""
+    import torch
+    import torch.distributed as dist
+    from transformers import TrainerState
+
+    from llmft.launch.callbacks import ReplicaRecord
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    try:
+        torch.manual_seed(rank)  # rank 1's weights differ from rank 0's
+        model = torch.nn.Linear(4, 2)
+        state = TrainerState(global_step=7, is_world_process_zero=rank == 0)
+        ReplicaRecord(Path(run_dir)).on_train_end(None, state, None, model=model)
+        errors.put((rank, None))
+    except Exception as error:  # noqa: BLE001 - handed to the test
+        errors.put((rank, f"{type(error).__name__}: {error}"))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_ddp_replicas_that_disagree_fail_the_run_naming_rank_step_and_digests(tmp_path):
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    errors = context.Queue()
+    ranks = [
+        context.Process(
+            target=_finish_training_as_rank, args=(r, str(tmp_path / "init"), str(tmp_path), errors)
+        )
+        for r in (0, 1)
+    ]
+    for process in ranks:
+        process.start()
+    outcome = dict(errors.get(timeout=120) for _ in ranks)
+    for process in ranks:
+        process.join(timeout=60)
+
+    replicas = json.loads((tmp_path / "replicas.json").read_text())
+    digests = [replica["trainable_sha256"] for replica in replicas]
+    assert digests[0] != digests[1]
+    for rank in (0, 1):  # every rank stops, not only the one that writes the record
+        message = outcome[rank]
+        assert message.startswith("ReplicasDisagree: DDP replicas disagree"), message
+        assert "rank 0 at step 7" in message and "rank 1 at step 7" in message
+        assert digests[0][:16] in message and digests[1][:16] in message
+        assert "replicas.json" in message

@@ -97,9 +97,10 @@ def test_ppo_rerun_in_the_same_dir_continues_from_the_last_checkpoint(resumed_ru
     assert state["global_step"] == 16
 
 
-def test_the_reference_is_the_policy_with_its_adapter_disabled_not_a_copy():
+def test_the_reference_is_the_base_model_through_the_policy_with_its_adapter_disabled():
     from llmft.data.prompts import build_prompt_dataset
-    from llmft.model.loader import load_tokenizer
+    from llmft.model.loader import load_model, load_tokenizer
+    from llmft.train import ppo_core
     from llmft.train.ppo import PpoTrainer, build_optimizer, load_policy
     from llmft.train.rewards import build_reward_funcs
 
@@ -122,6 +123,38 @@ def test_the_reference_is_the_policy_with_its_adapter_disabled_not_a_copy():
     params = dict(model.named_parameters())
     assert all(torch.equal(params[n], before) for n, before in base.items()), "base weights moved"
     assert any(not torch.equal(params[n], before) for n, before in lora.items()), "the adapter did not train"
+
+    # Once the adapter moved, the reference still scores replies as the untouched base model does.
+    queries, query_mask, replies = trainer.generate(prompts["prompt"])
+    sequences, attention = (
+        torch.cat([queries, replies], 1),
+        torch.cat([query_mask, torch.ones_like(replies)], 1),
+    )
+    reference = trainer.reference_logprobs(sequences, attention, queries.shape[1])
+    with torch.no_grad():
+        policy = trainer.forward(sequences, attention, queries.shape[1])[0]
+        base_model = load_model(cfg, tokenizer, for_training=False).eval()
+        positions = (attention.cumsum(1) - 1).clamp(min=0)
+        logits = base_model(input_ids=sequences, attention_mask=attention, position_ids=positions).logits
+        base_logprobs = ppo_core.token_logprobs(
+            logits[:, queries.shape[1] - 1 : -1], replies, cfg.method.temperature
+        )
+    assert torch.allclose(reference, base_logprobs, atol=1e-6), (reference - base_logprobs).abs().max()
+    assert (reference - policy).abs().max() > 1e-3
+
+
+def test_a_kl_penalty_keeps_the_policy_closer_to_the_reference_the_larger_it_is(tmp_path):
+    rewards = target_rewards(frequent_words())  # a reward that pulls the policy away from the base model
+    mean_kl = {}
+    for kl_coef in (0.01, 1.0):
+        run_dir = tmp_path / f"kl-{kl_coef}"
+        steps = ("method.max_steps=6", "method.per_device_train_batch_size=8", "method.mini_batch_size=8")
+        run(compose(*QUICK_PPO, rewards, *steps, f"method.kl_coef={kl_coef}"), run_dir=run_dir)
+        kls = [record["kl"] for record in read_log(run_dir)]
+        assert kls[0] == 0.0  # the LoRA adapter starts as a no-op: policy = reference
+        mean_kl[kl_coef] = sum(kls[2:]) / len(kls[2:])
+    print(f"mean KL over steps 3-6: {mean_kl}")
+    assert mean_kl[0.01] > mean_kl[1.0] > 0.0, mean_kl
 
 
 def problems(*overrides: str) -> str:

@@ -160,3 +160,90 @@ def test_an_optuna_search_writes_best_params_and_a_rerun_continues_the_study(tmp
     assert len(trials) == 4
     assert len({trial.params["method.learning_rate"] for trial in trials}) == 4  # new trials, not a replay
     assert json.loads((tmp_path / "second" / "sweep.json").read_text())["direction"] == "minimize"
+
+
+def test_a_job_failing_at_compose_time_is_recorded_failed_with_its_message(tmp_path):
+    """Both jobs stop at llmft's config check, before any MLflow run of theirs opened."""
+    result = multirun(
+        tmp_path / "sweep", tmp_path / "mlflow.db", "method=full_sft", "quantization=bnb_4bit,bnb_8bit"
+    )
+    assert result.returncode == 1
+    assert "2 of 2 jobs failed (job 0, 1)" in result.stderr
+    parent, children = parent_and_children(MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}"))
+    assert parent.info.status == "FAILED" and parent.data.metrics["jobs_failed"] == 2
+    assert sorted(child.data.params["quantization.method"] for child in children) == ["bnb_4bit", "bnb_8bit"]
+    for child in children:
+        assert child.info.status == "FAILED"
+        assert (
+            "ConfigError" in child.data.tags["llmft.error"] and "needs LoRA" in child.data.tags["llmft.error"]
+        )
+    for job in ("0", "1"):
+        status = json.loads((tmp_path / "sweep" / job / "job_status.json").read_text())
+        assert status["status"] == "FAILED" and "needs LoRA" in status["error"]
+
+
+def test_a_killed_sweep_rerun_closes_the_old_parent_skips_finished_jobs_and_finishes_the_rest(tmp_path):
+    from kill_at_step import run_killed
+
+    sweep_dir, store = tmp_path / "sweep", f"sqlite:///{tmp_path / 'mlflow.db'}"
+    command = (
+        "-m",
+        "seed=1,2,3,4",
+        "method.max_steps=4",
+        "method.save_steps=2",
+        "method.logging_steps=1",
+        "data.max_samples=20",
+        f"hydra.sweep.dir={sweep_dir}",
+        f"logger.tracking_uri={store}",
+    )
+    killed = run_killed(sweep_dir / "2", 3, *command)  # job 2 of 4, after its checkpoint at step 2
+    assert killed.returncode == -9, killed.stderr[-3000:]
+    assert not (sweep_dir / "2" / "job_status.json").exists() and not (sweep_dir / "3").exists()
+    finished_logs = {job: (sweep_dir / job / "trainer_log.jsonl").read_text() for job in ("0", "1")}
+
+    rerun = run_cli(*command, timeout=900)
+    assert rerun.returncode == 0, rerun.stderr[-4000:]
+    assert "Job 0 skipped" in rerun.stdout and "Job 1 skipped" in rerun.stdout
+    assert {job: (sweep_dir / job / "trainer_log.jsonl").read_text() for job in ("0", "1")} == finished_logs
+    assert [row["status"] for row in read_csv(sweep_dir / "summary.csv")] == ["FINISHED"] * 4
+    assert [r["step"] for r in json_lines(sweep_dir / "2" / "trainer_log.jsonl") if "loss" in r] == [
+        1,
+        2,
+        3,
+        4,
+    ]
+
+    client = MlflowClient(tracking_uri=store)
+    runs = client.search_runs([client.get_experiment_by_name("llmft").experiment_id])
+    parents = {run.info.status: run for run in runs if run.data.tags.get("llmft.sweep") == "true"}
+    assert set(parents) == {"KILLED", "FINISHED"}
+    old, new = parents["KILLED"], parents["FINISHED"]
+    assert new.data.tags["llmft.continues"] == old.info.run_id
+    assert new.data.metrics["jobs_finished"] == 4
+
+    def jobs_of(parent) -> dict[str, str]:
+        children = [run for run in runs if run.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+        return {run.data.tags["llmft.sweep_job"]: run.info.status for run in children}
+
+    assert jobs_of(old) == {"0": "FINISHED", "1": "FINISHED", "2": "KILLED"}
+    assert jobs_of(new) == {"2": "FINISHED", "3": "FINISHED"}
+    job2 = next(
+        run
+        for run in runs
+        if run.data.tags.get("mlflow.parentRunId") == new.info.run_id
+        and run.data.tags["llmft.sweep_job"] == "2"
+    )
+    # job 2 resumed from its checkpoint at step 2
+    assert [m.step for m in client.get_metric_history(job2.info.run_id, "loss")] == [3, 4]
+
+
+def json_lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_a_sweep_stopped_by_hydras_own_override_check_leaves_its_parent_failed(tmp_path):
+    result = multirun(tmp_path / "sweep", tmp_path / "mlflow.db", "method.lora_rank=8,eight")
+    assert result.returncode == 2
+    assert "method.lora_rank' expects integer, got 'eight'" in result.stderr
+    parent, children = parent_and_children(MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}"))
+    assert parent.info.status == "FAILED" and children == []

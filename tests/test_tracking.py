@@ -3,7 +3,9 @@ and that no secret reaches MLflow, env.json or Hydra's records."""
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 import os
 import signal
 import socket
@@ -25,7 +27,14 @@ from llmft.track.mlflow_store import tracking_uri
 from llmft.track.params import config_params
 from llmft.track.reporters import require_tracker_packages
 from llmft.track.run_files import loss_series, read_log, read_metrics
-from llmft.track.secrets import REDACTED, is_secret_key, redact_arguments, redact_tree
+from llmft.track.secrets import (
+    REDACTED,
+    RedactingFilter,
+    is_secret_key,
+    redact_arguments,
+    redact_text,
+    redact_tree,
+)
 
 SECRET = "sk-planted-fake-secret-4242"
 QUICK = (
@@ -95,6 +104,52 @@ def test_env_interpolations_are_kept_since_they_are_not_the_secret():
     assert redact_tree(tree) == {
         "task": {"api_key": "${oc.env:LLMFT_API_KEY}", "token": REDACTED, "port": 8000}
     }
+
+
+def test_url_query_tokens_and_hydra_escaped_urls_lose_their_secrets():
+    text = redact_text(
+        f"https://host/api?access_token={SECRET}&page=2 logger.tracking_uri=http\\://bob\\:{SECRET}@host\\:5000"
+    )
+    assert SECRET not in text
+    assert "access_token=***" in text and "http\\://bob\\:***@host" in text
+
+
+def test_log_lines_and_tracebacks_lose_their_secrets():
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(RedactingFilter())
+    logger = logging.getLogger("llmft.test.redaction")
+    logger.addHandler(handler)
+    try:
+        logger.warning("#0 : task.api_key=%s seed=1", SECRET)
+        try:
+            raise ConnectionError(f"cannot reach http://bob:{SECRET}@host")
+        except ConnectionError:
+            logger.exception("tracking failed")
+    finally:
+        logger.removeHandler(handler)
+    logged = stream.getvalue()
+    assert SECRET not in logged
+    assert (
+        "task.api_key=*** seed=1" in logged and "ConnectionError: cannot reach http://bob:***@host" in logged
+    )
+
+
+def test_uri_credentials_go_to_mlflows_auth_variables_not_into_the_uri(monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_USERNAME", raising=False)
+    monkeypatch.delenv("MLFLOW_TRACKING_PASSWORD", raising=False)
+    assert (
+        tracking_uri(f"https://bob:{SECRET}@mlflow.example.com:5000/x") == "https://mlflow.example.com:5000/x"
+    )
+    assert (
+        os.environ["MLFLOW_TRACKING_USERNAME"] == "bob" and os.environ["MLFLOW_TRACKING_PASSWORD"] == SECRET
+    )
+
+
+def test_values_read_from_the_environment_are_recorded_as_their_interpolation(monkeypatch):
+    monkeypatch.setenv("LLMFT_TEST_HUB_ID", SECRET)
+    params = config_params(compose("task.export_hub_model_id=${oc.env:LLMFT_TEST_HUB_ID}"))
+    assert params["task.export_hub_model_id"] == "${oc.env:LLMFT_TEST_HUB_ID}"
 
 
 def test_params_are_the_flattened_config_without_secrets():
@@ -298,6 +353,77 @@ def test_a_run_against_an_mlflow_server_records_everything_but_secrets(mlflow_se
     assert_no_secret_anywhere(client, run, run_dir)
     adapter = {a.path for a in client.list_artifacts(run.info.run_id, "adapter")}
     assert "adapter/adapter_model.safetensors" in adapter
+
+
+def every_artifact_text(client: MlflowClient, run_id: str, into: Path) -> str:
+    local = Path(client.download_artifacts(run_id, "", str(into)))
+    return "".join(
+        path.read_bytes().decode("utf-8", "replace") for path in local.rglob("*") if path.is_file()
+    )
+
+
+@pytest.mark.slow
+def test_planted_secrets_reach_no_file_mlflow_record_or_output_of_a_multirun(mlflow_server, tmp_path):
+    """A password in the tracking URI and an API key read from the environment, in a 2-job sweep."""
+    uri_password, env_key = "uri-pass-planted-7731", "env-key-planted-5519"
+    sweep_dir = tmp_path / "sweep"
+    result = run_cli(
+        "-m",
+        *QUICK,
+        "seed=1,2",
+        f"hydra.sweep.dir={sweep_dir}",
+        f"logger.tracking_uri=http://alice:{uri_password}@{mlflow_server.split('://')[1]}",
+        "logger.experiment_name=secrets-test",
+        "task.api_key=${oc.env:LLMFT_PLANTED_KEY}",
+        env={"LLMFT_PLANTED_KEY": env_key},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    planted = (uri_password, env_key)
+    output = result.stdout + result.stderr
+    echo = [line for line in output.splitlines() if "#1 : " in line]  # the launcher's job echo
+    assert echo and "seed=2" in echo[0] and "alice\\:***@" in echo[0], echo  # Hydra escapes the colon
+    assert not [secret for secret in planted if secret in output]
+
+    files = [path for path in sweep_dir.rglob("*") if path.is_file()]
+    assert {"sweep.json", "multirun.yaml", "mlflow_run.json", "run.log", "config.yaml"} <= {
+        p.name for p in files
+    }
+    leaks = [str(path) for path in files for secret in planted if secret.encode() in path.read_bytes()]
+    assert not leaks
+
+    client = MlflowClient(tracking_uri=mlflow_server)
+    experiment = client.get_experiment_by_name("secrets-test").experiment_id
+    runs = client.search_runs([experiment])
+    assert len(runs) == 3  # the sweep's parent and a child per job
+    for run in runs:
+        records = [*run.data.params.values(), *run.data.tags.values()]
+        records.append(every_artifact_text(client, run.info.run_id, tmp_path / "artifacts" / run.info.run_id))
+        assert not [secret for secret in planted for text in records if secret in text], run.info.run_name
+    children = [run for run in runs if "mlflow.parentRunId" in run.data.tags]
+    # a value read from the environment is recorded as where it came from
+    assert [run.data.params["task.api_key"] for run in children] == ["${oc.env:LLMFT_PLANTED_KEY}"] * 2
+
+
+@pytest.mark.slow
+def test_the_submitit_launcher_echoes_and_keeps_no_secret(tmp_path):
+    """Its job echo is redacted; its pickles (each job's overrides and config) go when the sweep ends."""
+    sweep_dir = tmp_path / "sweep"
+    result = run_cli(  # two jobs that stop at the config check: quick, and the launcher still ran them
+        "-m",
+        "hydra/launcher=submitit_local",
+        "method=full_sft",
+        "quantization=bnb_4bit,bnb_8bit",
+        f"task.api_key={SECRET}",
+        "logger=none",
+        f"hydra.sweep.dir={sweep_dir}",
+    )
+    assert "2 of 2 jobs failed" in result.stderr, result.stderr[-3000:]
+    output = result.stdout + result.stderr
+    assert "#1 : method=full_sft quantization=bnb_8bit task.api_key=***" in output
+    assert SECRET not in output
+    files = [path for path in sweep_dir.rglob("*") if path.is_file()]
+    assert [path.name for path in files if path.name.endswith("_log.out")]  # submitit's job logs stay
+    assert not [str(path) for path in files if SECRET.encode() in path.read_bytes()]
 
 
 # --- the embedded store, and TensorBoard beside it ------------------------------------------------------

@@ -1,17 +1,16 @@
-"""Training end to end on the tiny model: the run directory contract, finetuning types, resume."""
+"""Training end to end on the tiny model: the run directory contract, finetuning types, checkpoints.
+
+Killing and resuming a run: tests/test_resume.py.
+"""
 
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, compose, run_cli
+from conftest import compose, run_cli
 from safetensors.torch import load_file
 
 from llmft.launch.resume import COMPLETE_MARKER, last_checkpoint
@@ -79,42 +78,6 @@ def test_full_run_changes_every_layer(tmp_path):
     for layer in range(cfg.model.tiny.num_hidden_layers):
         name = next(n for n in before if f"layers.{layer}.mlp.down_proj" in n)
         assert not torch.equal(before[name], after[name]), name
-
-
-def test_rerun_in_the_same_run_dir_resumes_from_the_last_checkpoint(tmp_path):
-    overrides = [
-        "method.max_steps=200",
-        "method.save_steps=10",
-        "method.save_total_limit=null",
-        "method.logging_steps=10",
-        "logger=none",
-    ]
-    first = subprocess.Popen(
-        [sys.executable, "run.py", f"hydra.run.dir={tmp_path}", *overrides],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    checkpoints = tmp_path / "checkpoints"
-    deadline = time.monotonic() + 300
-    while not (checkpoints / "checkpoint-20" / COMPLETE_MARKER).exists() and first.poll() is None:
-        assert time.monotonic() < deadline, "no checkpoint after 300 s"
-        time.sleep(0.05)
-    first.send_signal(signal.SIGKILL)
-    first.wait()
-    assert not (tmp_path / "metrics.json").exists(), "the run finished before it could be killed"
-    resumed_from = int(Path(last_checkpoint(tmp_path)).name.split("-")[1])
-    assert 20 <= resumed_from < 200
-
-    run(compose(*overrides), run_dir=tmp_path)
-
-    state = json.loads((checkpoints / "checkpoint-200" / "trainer_state.json").read_text())
-    assert state["global_step"] == 200
-    loss_steps = [r["step"] for r in read_log(tmp_path) if "loss" in r]
-    assert loss_steps[-1] == 200
-    # Restarting from scratch would log the early steps a second time; resuming does not.
-    early = [step for step in loss_steps if step <= resumed_from]
-    assert len(early) == len(set(early)), loss_steps
 
 
 def test_a_checkpoint_cut_off_mid_save_is_skipped(tmp_path):

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 from pathlib import Path
 
 from omegaconf import DictConfig
 from transformers import TrainerCallback
 
-from llmft.launch.world import in_slurm_job, world_size
+from llmft.launch.world import LaunchError, in_slurm_job, world_size
 
-log = logging.getLogger(__name__)
 REPLICAS_FILE = "replicas.json"
 
 
@@ -39,9 +37,32 @@ def trainable_digest(model) -> str:
     return digest.hexdigest()
 
 
+class ReplicasDisagree(LaunchError):
+    """DDP ranks ended training with different step counts or weights: the result cannot be trusted."""
+
+
+def replica_disagreement(replicas: list[dict]) -> str | None:
+    """What differs between the ranks' reports (rank, global_step, trainable_sha256), or None."""
+    reference = replicas[0]
+    odd = [
+        r
+        for r in replicas[1:]
+        if (r["global_step"], r["trainable_sha256"])
+        != (reference["global_step"], reference["trainable_sha256"])
+    ]
+    if not odd:
+        return None
+    described = "; ".join(
+        f"rank {r['rank']} at step {r['global_step']} with weights sha256 {r['trainable_sha256'][:16]}"
+        for r in (reference, *odd)
+    )
+    return f"DDP replicas disagree at the end of training ({described})"
+
+
 class ReplicaRecord(TrainerCallback):
     """At the end of DDP training every rank reports its step count and weight digest; rank 0 writes them
-    to <run_dir>/replicas.json and logs an error when the replicas drifted apart."""
+    to <run_dir>/replicas.json. Replicas that drifted apart fail the run on every rank (before the model
+    is saved): weights that differ between ranks mean a broken setup, not a result."""
 
     def __init__(self, run_dir: Path) -> None:
         self.path = Path(run_dir) / REPLICAS_FILE
@@ -58,8 +79,7 @@ class ReplicaRecord(TrainerCallback):
         }
         replicas: list[dict | None] = [None] * dist.get_world_size()
         dist.all_gather_object(replicas, mine)
-        if not state.is_world_process_zero:
-            return
-        self.path.write_text(json.dumps(replicas, indent=2))
-        if len({(r["global_step"], r["trainable_sha256"]) for r in replicas}) > 1:
-            log.error("DDP replicas differ at the end of training (see %s): %s", self.path, replicas)
+        if state.is_world_process_zero:
+            self.path.write_text(json.dumps(replicas, indent=2))
+        if (problem := replica_disagreement(replicas)) is not None:
+            raise ReplicasDisagree(f"{problem}; see {self.path}.")

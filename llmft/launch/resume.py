@@ -12,6 +12,11 @@ CHECKPOINT_DIR = "checkpoints"
 COMPLETE_MARKER = "trainer_state.json"
 
 
+def checkpoint_step(checkpoint: str | Path) -> int:
+    """The step a `checkpoint-<step>` directory was saved at."""
+    return int(Path(checkpoint).name.rsplit("-", 1)[1])
+
+
 def last_checkpoint(run_dir: Path) -> str | None:
     """The newest complete `checkpoint-<step>` under run_dir/checkpoints, or None for a fresh start.
 

@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from llmft.config.schema import LlmftConfig
 from llmft.launch.torchrun import WORKER_CONFIG_ENV, write_objective
 from llmft.launch.world import rank
+from llmft.track.secrets import RedactingFilter
 
 HYDRA_RECORD = Path(".hydra") / "hydra.yaml"
 
@@ -44,9 +45,12 @@ def main(argv: list[str]) -> None:
     if len(argv) != 1:
         raise SystemExit("usage: python -m llmft.launch.worker <run_dir>  (started by llmft, under torchrun)")
     run_dir = Path(argv[0])
+    console = logging.StreamHandler()
+    console.addFilter(RedactingFilter())
     logging.basicConfig(
         level=logging.INFO if rank() == 0 else logging.WARNING,
         format=f"[rank {rank()}] %(asctime)s %(name)s %(levelname)s: %(message)s",
+        handlers=[console],
     )
     from llmft.main import run
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import atexit
+import itertools
 import logging
 from pathlib import Path
 from typing import Any
@@ -19,13 +21,15 @@ class SweepTracking(Callback):
     """Opens the MLflow parent run before a multirun; prints, saves and logs its summary after.
 
     Exits with status 1 after the summary when a job failed, as Hydra would have (without the summary).
+    A sweep that stops early leaves its parent run FAILED, not RUNNING.
     """
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        from llmft.track.sweep import start_sweep
+        from llmft.track.sweep import fail_if_unfinished, start_sweep
 
         _make_optuna_storage_dir(config)
         start_sweep(config)
+        atexit.register(fail_if_unfinished, config)  # on_multirun_end is skipped when the sweep stops early
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from llmft.track.sweep import SUMMARY_CSV, finish_sweep, sweep_dir
@@ -47,12 +51,16 @@ def _make_optuna_storage_dir(config: DictConfig) -> None:
 
 
 class RedactSecrets(Callback):
-    """Rewrites Hydra's own records (.hydra/*.yaml, multirun.yaml) with keys, tokens and passwords as ***.
+    """Rewrites Hydra's own records (.hydra/*.yaml, multirun.yaml) with keys, tokens and passwords as ***,
+    and removes hydra-submitit-launcher's pickles once the sweep ended.
 
     Hydra saves the composed config and the command-line overrides verbatim before the job runs;
     a secret given as `task.api_key=...` would stay on disk. Pass secrets as `${oc.env:VAR}`
     (kept as written, it is not the secret itself) to keep such records replayable.
     """
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        remove_submitit_pickles(config)
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         from hydra.core.hydra_config import HydraConfig
@@ -75,3 +83,15 @@ def redact_yaml_file(path: Path) -> None:
     if redacted != original:
         OmegaConf.save(OmegaConf.create(redacted), path)
         log.debug("Redacted secrets in %s", path)
+
+
+def remove_submitit_pickles(config: DictConfig) -> None:
+    """hydra-submitit-launcher pickles each job's overrides to start (and requeue) it, and its config with
+    its result to hand back: secrets included. Once the sweep ended they have served; its logs stay."""
+    folder = OmegaConf.select(config, "hydra.launcher.submitit_folder")  # e.g. <sweep dir>/.submitit/%j
+    above_job_dirs = list(itertools.takewhile(lambda part: "%" not in part, Path(folder or "").parts))
+    if not above_job_dirs:
+        return
+    root = Path(*above_job_dirs)
+    for pickle in [*root.rglob("*_submitted.pkl"), *root.rglob("*_result.pkl")]:
+        pickle.unlink()

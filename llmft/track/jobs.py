@@ -5,6 +5,8 @@ batches and the end-of-sweep summary never happen (the Optuna sweeper stops the 
 Wrapped by `keep_sweep_going`, a failing multirun job logs its traceback, records itself as
 FAILED (job_status.json, and an MLflow run when the failure came before training opened one)
 and returns None; the sweep goes on, and the callback's summary exits non-zero at the end.
+In a rerun of a sweep (same sweep dir), a job whose overrides already FINISHED there is skipped and
+returns its recorded objective, so a killed grid continues where it stopped.
 A single run (not a multirun) fails as usual.
 """
 
@@ -19,7 +21,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from llmft.track.secrets import redact_arguments
+from llmft.track.secrets import redact_arguments, redact_text
 from llmft.track.summary import JOB_FILE
 from llmft.track.sweep import this_sweep
 
@@ -36,17 +38,41 @@ def keep_sweep_going(task: Task) -> Task:
         from hydra.core.hydra_config import HydraConfig
 
         output_dir = Path(HydraConfig.get().runtime.output_dir)
+        earlier = finished_earlier(sweep[0], sweep[1]["sweep_id"], job_overrides())
+        if earlier is not None:
+            log.info(
+                "Job %s skipped: it FINISHED in an earlier run of this sweep.", HydraConfig.get().job.num
+            )
+            return earlier["objective"]
         try:
             value = task(cfg)
         except Exception as error:  # noqa: BLE001 - recorded, and reported by the sweep summary
             log.exception("Job %s failed; the other jobs go on.", HydraConfig.get().job.num)
-            write_job_status(output_dir, sweep[1], "FAILED", error=f"{type(error).__name__}: {error}")
+            write_job_status(
+                output_dir, sweep[1], "FAILED", error=redact_text(f"{type(error).__name__}: {error}")
+            )
             _record_failure_in_mlflow(cfg, output_dir, sweep[1].get("mlflow"), error)
             return None
         write_job_status(output_dir, sweep[1], "FINISHED", objective=value)
         return value
 
     return sweep_job
+
+
+def job_overrides() -> list[str]:
+    """This job's command-line overrides, secrets redacted (how a rerun sweep recognises a job)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return redact_arguments(OmegaConf.to_container(HydraConfig.get().overrides.task))
+
+
+def finished_earlier(sweep_dir: Path, sweep_id: str, overrides: list[str]) -> dict | None:
+    """The job status of an earlier, FINISHED job of this sweep with the same overrides, if any."""
+    for path in Path(sweep_dir).rglob(JOB_FILE):
+        status = json.loads(path.read_text())
+        if (status["sweep_id"], status["status"], status["overrides"]) == (sweep_id, "FINISHED", overrides):
+            return status
+    return None
 
 
 def write_job_status(
@@ -58,7 +84,7 @@ def write_job_status(
     record = {
         "sweep_id": sweep["sweep_id"],
         "job_num": hydra.job.num,
-        "overrides": redact_arguments(OmegaConf.to_container(hydra.overrides.task)),
+        "overrides": job_overrides(),
         "status": status,
         "objective": float(objective) if objective is not None and math.isfinite(float(objective)) else None,
         "error": error,
@@ -71,10 +97,10 @@ def _record_failure_in_mlflow(
     cfg: DictConfig, output_dir: Path, parent: dict | None, error: Exception
 ) -> None:
     """A job that failed before training opened its MLflow run (bad config, missing data) still shows FAILED."""
-    from llmft.track.mlflow_run import RUN_FILE, finish_run, open_run
+    from llmft.track.mlflow_run import continued_run, finish_run, open_run
 
-    if parent is None or (output_dir / RUN_FILE).exists():
-        return
+    if parent is None or continued_run(output_dir, parent["tracking_uri"], parent) is not None:
+        return  # its MLflow run opened, and recorded the failure
     try:
         finish_run(open_run(cfg, output_dir, parent=parent), cfg, output_dir, error)
     except Exception as tracking_error:  # noqa: BLE001 - the job's own error is already recorded

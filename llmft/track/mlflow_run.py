@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from llmft.track import mlflow_store
 from llmft.track.params import config_params, plain_config
 from llmft.track.run_files import LOG_FILE, METRICS_FILE, is_number
-from llmft.track.secrets import redact_arguments
+from llmft.track.secrets import redact_arguments, redact_text
 
 log = logging.getLogger(__name__)
 RUN_FILE = "mlflow_run.json"  # in the run dir: which MLflow run records it (a resumed run reopens it)
@@ -128,9 +128,10 @@ def open_run(
 
     `parent` ({tracking_uri, experiment_id, run_id}) attaches the run to a sweep's parent run.
     """
-    uri = parent["tracking_uri"] if parent else mlflow_store.tracking_uri(cfg.logger.tracking_uri)
+    own_uri = mlflow_store.tracking_uri(cfg.logger.tracking_uri)  # also hands its credentials to MLflow
+    uri = parent["tracking_uri"] if parent else own_uri
     client = mlflow_store.client(uri)
-    previous = _previous_run(run_dir, uri)
+    previous = continued_run(run_dir, uri, parent)
     if previous is not None:
         client.update_run(previous, status="RUNNING")
         log.info("Continuing MLflow run %s (resumed run dir).", previous)
@@ -148,19 +149,26 @@ def open_run(
     run = MlflowRun(client, created.info.run_id, uri)
     run.set_tags(tags)
     run.log_params(config_params(cfg))
-    Path(run_dir, RUN_FILE).write_text(
-        json.dumps({"tracking_uri": uri, "experiment_id": experiment, "run_id": run.run_id})
-    )
+    record = {
+        "tracking_uri": uri,
+        "experiment_id": experiment,
+        "run_id": run.run_id,
+        "parent_run_id": parent["run_id"] if parent else None,
+    }
+    Path(run_dir, RUN_FILE).write_text(json.dumps(record))
     log.info("MLflow run %s (%s) in %s", run.run_id, name, uri)
     return run
 
 
-def _previous_run(run_dir: Path, uri: str) -> str | None:
+def continued_run(run_dir: Path, uri: str, parent: dict | None) -> str | None:
+    """The MLflow run already recording run_dir (a resumed run), if it lives in this store under this
+    parent: a rerun sweep has a new parent run, so its jobs' runs are new too."""
     path = Path(run_dir) / RUN_FILE
     if not path.exists():
         return None
     recorded = json.loads(path.read_text())
-    return recorded["run_id"] if recorded.get("tracking_uri") == uri else None
+    same_parent = recorded.get("parent_run_id") == (parent["run_id"] if parent else None)
+    return recorded["run_id"] if recorded.get("tracking_uri") == uri and same_parent else None
 
 
 def recorded_run_id(run_dir: Path) -> str | None:
@@ -189,9 +197,9 @@ def finish_run(run: MlflowRun, cfg: DictConfig, run_dir: Path, error: BaseExcept
     try:
         log_run_artifacts(run, cfg, run_dir)
         if error is not None:
-            run.set_tags({"llmft.error": f"{type(error).__name__}: {error}"})
+            run.set_tags({"llmft.error": redact_text(f"{type(error).__name__}: {error}")})
             trace = "".join(traceback.format_exception(type(error), error, error.__traceback__))
-            run.client.log_text(run.run_id, trace, "error.txt")
+            run.client.log_text(run.run_id, redact_text(trace), "error.txt")
     finally:
         run.client.set_terminated(run.run_id, status=_status(error))
 

@@ -11,6 +11,8 @@ import os
 import re
 from pathlib import Path
 
+from llmft.track.secrets import split_credentials
+
 DEFAULT_STORE_DIR = "outputs"
 DB_FILE = "mlflow.db"
 ARTIFACTS_DIR = "mlartifacts"
@@ -29,8 +31,18 @@ def default_tracking_uri() -> str:
 
 
 def tracking_uri(configured: str | None) -> str:
-    """logger.tracking_uri when set, else $MLFLOW_TRACKING_URI, else the embedded store under ./outputs."""
-    return configured or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
+    """logger.tracking_uri when set, else $MLFLOW_TRACKING_URI, else the embedded store under ./outputs.
+
+    Credentials in the URI (`https://user:password@host`) move to MLflow's own basic-auth variables,
+    MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD: the URI llmft and MLflow record and print
+    (tags, mlflow_run.json, sweep.json, logs, MLflow's "View run at") then carries none.
+    """
+    uri, user, password = split_credentials(
+        configured or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
+    )
+    if password is not None:
+        os.environ.update(MLFLOW_TRACKING_USERNAME=user or "", MLFLOW_TRACKING_PASSWORD=password)
+    return uri
 
 
 def _sqlite_path(uri: str) -> Path | None:

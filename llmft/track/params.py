@@ -6,14 +6,15 @@ import json
 
 from omegaconf import DictConfig, OmegaConf
 
-from llmft.track.secrets import redact_tree
+from llmft.track.secrets import hide_env_values, redact_tree
 
 MAX_PARAM_LENGTH = 6000  # MLflow's limit on a param value
 
 
 def plain_config(cfg: DictConfig) -> dict:
-    """The resolved config without Hydra's own node, secrets redacted."""
-    tree = OmegaConf.to_container(cfg, resolve=True)
+    """The resolved config without Hydra's own node, secrets redacted (values read from the environment
+    shown as their `${oc.env:VAR}` interpolation)."""
+    tree = hide_env_values(OmegaConf.to_container(cfg, resolve=True), OmegaConf.to_container(cfg))
     tree.pop("hydra", None)
     return redact_tree(tree)
 

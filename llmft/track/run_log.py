@@ -18,6 +18,7 @@ __all__ = [
     "METRICS_FILE",
     "JsonlLogCallback",
     "append_log",
+    "forget_after",
     "is_number",
     "loss_series",
     "read_log",
@@ -47,3 +48,12 @@ def append_log(run_dir: Path, step: int, values: dict) -> None:
     }
     with (Path(run_dir) / LOG_FILE).open("a") as stream:
         stream.write(json.dumps(record) + "\n")
+
+
+def forget_after(run_dir: Path, step: int) -> None:
+    """Drop the records past `step`: a run resumed from the checkpoint at `step` logs those steps again,
+    and what the interrupted session logged after its last checkpoint is not part of the result."""
+    path = Path(run_dir) / LOG_FILE
+    kept = [record for record in read_log(run_dir) if record["step"] <= step]
+    if path.exists():
+        path.write_text("".join(json.dumps(record) + "\n" for record in kept))

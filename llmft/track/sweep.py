@@ -86,21 +86,69 @@ def sweep_definition(config: DictConfig) -> dict[str, str]:
 
 
 def start_sweep(config: DictConfig) -> dict:
-    """Write sweep.json (and open the MLflow parent run when logger.mlflow) before any job starts."""
+    """Write sweep.json (and open the MLflow parent run when logger.mlflow) before any job starts.
+
+    A sweep dir that already holds a sweep.json is a rerun of a killed or failed sweep: it keeps its
+    sweep id, so the jobs that FINISHED are skipped (llmft.track.jobs) and still count in the summary.
+    Its old parent run, left RUNNING by a killed process, is marked KILLED with its unfinished jobs;
+    a new parent run records this session.
+    """
     directory = sweep_dir(config)
     directory.mkdir(parents=True, exist_ok=True)
+    previous = read_sweep(directory)
+    if previous is not None:
+        log.warning("Continuing the sweep in %s: jobs that already FINISHED are skipped.", directory)
+    mlflow = None
+    if config.logger.mlflow:
+        uri = mlflow_store.tracking_uri(config.logger.tracking_uri)  # also hands its credentials to MLflow
+        if previous is not None and previous.get("mlflow"):
+            _mark_killed(previous["mlflow"])
+        mlflow = _open_parent(config, directory, uri, previous)
     record = {
-        "sweep_id": uuid.uuid4().hex,
+        "sweep_id": previous["sweep_id"] if previous else uuid.uuid4().hex,
         "direction": direction(config),
         "objective": config.task.objective,
-        "mlflow": _open_parent(config, directory) if config.logger.mlflow else None,
+        "mlflow": mlflow,
     }
     (directory / SWEEP_FILE).write_text(json.dumps(record, indent=2))
     return record
 
 
-def _open_parent(config: DictConfig, directory: Path) -> dict:
-    uri = mlflow_store.tracking_uri(config.logger.tracking_uri)
+def fail_if_unfinished(config: DictConfig) -> None:
+    """At exit of the sweep's process: a sweep stopped before its end (a job's override failing Hydra's
+    own checks, which the sweeper makes before launching a batch; an exception) leaves its parent run
+    RUNNING. Mark it FAILED; the error is in the command's output."""
+    parent = (read_sweep(sweep_dir(config)) or {}).get("mlflow")
+    if not parent:
+        return
+    client = mlflow_store.client(parent["tracking_uri"])
+    if client.get_run(parent["run_id"]).info.status == "RUNNING":
+        client.set_terminated(parent["run_id"], status="FAILED")
+        log.warning(
+            "The sweep stopped before its end: its MLflow parent run %s is marked FAILED.", parent["run_id"]
+        )
+
+
+def _mark_killed(parent: dict) -> None:
+    """A sweep whose process was killed leaves its parent run, and the job it was running, RUNNING."""
+    client = mlflow_store.client(parent["tracking_uri"])
+    if client.get_run(parent["run_id"]).info.status != "RUNNING":
+        return
+    unfinished = client.search_runs(
+        [parent["experiment_id"]],
+        filter_string=f"tags.mlflow.parentRunId = '{parent['run_id']}' and attributes.status = 'RUNNING'",
+    )
+    for run in unfinished:
+        client.set_terminated(run.info.run_id, status="KILLED")
+    client.set_terminated(parent["run_id"], status="KILLED")
+    log.warning(
+        "The sweep's previous parent run %s was killed: marked KILLED, with %d unfinished job(s).",
+        parent["run_id"],
+        len(unfinished),
+    )
+
+
+def _open_parent(config: DictConfig, directory: Path, uri: str, previous: dict | None) -> dict:
     client = mlflow_store.client(uri)
     experiment = mlflow_store.experiment_id(client, uri, config.logger.experiment_name)
     model = Path(str(config.model.name_or_path)).name
@@ -114,6 +162,7 @@ def _open_parent(config: DictConfig, directory: Path) -> dict:
             "llmft.sweeper": str(sweeper).rsplit(".", 1)[-1],
             "llmft.command": shlex.join(redact_arguments(sys.argv)),
             "llmft.objective": f"{direction(config)} {config.task.objective}",
+            "llmft.continues": ((previous or {}).get("mlflow") or {}).get("run_id"),
         }
     )
     parent.log_params({key: as_text(value) for key, value in sweep_definition(config).items()})

@@ -9,11 +9,12 @@ from pathlib import Path
 import torch
 from transformers import Trainer
 
-from llmft.launch.resume import last_checkpoint
+from llmft.launch.resume import checkpoint_step, last_checkpoint
 from llmft.model.lora_variants import loraplus_optimizer_spec
 from llmft.model.save import result_dir, save_trained
 from llmft.track.plots import plot_loss
 from llmft.track.run_files import METRICS_FILE
+from llmft.track.run_log import forget_after
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +24,10 @@ def fit_and_save(trainer: Trainer, run_dir: Path, finetuning_type: str, title: s
     # LoRA+ (method.loraplus_lr_ratio): B matrices get their own, larger learning rate
     if (loraplus := loraplus_optimizer_spec(trainer.model, trainer.args)) is not None:
         trainer.optimizer_cls_and_kwargs = loraplus
-    result = trainer.train(resume_from_checkpoint=last_checkpoint(run_dir))
+    checkpoint = last_checkpoint(run_dir)
+    if checkpoint is not None and trainer.is_world_process_zero():
+        forget_after(run_dir, checkpoint_step(checkpoint))
+    result = trainer.train(resume_from_checkpoint=checkpoint)
     metrics = dict(result.metrics)
     if trainer.eval_dataset is not None:
         metrics.update(trainer.evaluate())

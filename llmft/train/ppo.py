@@ -35,11 +35,11 @@ from torch import Tensor, nn
 from transformers import TrainerCallback, TrainerControl, TrainerState, get_scheduler
 
 from llmft.data.prompts import build_prompt_dataset
-from llmft.launch.resume import CHECKPOINT_DIR, COMPLETE_MARKER, last_checkpoint
+from llmft.launch.resume import CHECKPOINT_DIR, COMPLETE_MARKER, checkpoint_step, last_checkpoint
 from llmft.model.loader import resolve_device, resolve_dtype, resolve_precision
 from llmft.model.save import save_trained
 from llmft.track.plots import plot_loss
-from llmft.track.run_log import METRICS_FILE, append_log
+from llmft.track.run_log import METRICS_FILE, append_log, forget_after
 from llmft.train import ppo_core
 from llmft.train.components import chat_tokenizer, trainable_model
 from llmft.train.rewards import build_rewards, total_rewards
@@ -202,8 +202,7 @@ class PpoTrainer:
         attention = torch.cat([query_mask, mask.long()], 1)
         with torch.no_grad():
             logprobs, values, _ = self.forward(sequences, attention, queries.shape[1])
-            with self.model.disable_adapter():  # the reference policy: the base weights alone
-                ref_logprobs, _, _ = self.forward(sequences, attention, queries.shape[1])
+        ref_logprobs = self.reference_logprobs(sequences, attention, queries.shape[1])
         rewards, kl = ppo_core.token_rewards(scores, logprobs, ref_logprobs, mask, self.method.kl_coef)
         advantages, returns = ppo_core.gae(rewards, values, mask, self.method.gamma, self.method.lam)
         stats = {
@@ -281,6 +280,11 @@ class PpoTrainer:
             )
         return batch["input_ids"], batch["attention_mask"], output[:, batch["input_ids"].shape[1] :]
 
+    def reference_logprobs(self, sequences: Tensor, attention: Tensor, prompt_length: int) -> Tensor:
+        """The reply tokens' log-probabilities under the reference policy: the base weights alone."""
+        with torch.no_grad(), self.model.disable_adapter():
+            return self.forward(sequences, attention, prompt_length)[0]
+
     def forward(
         self, sequences: Tensor, attention: Tensor, prompt_length: int
     ) -> tuple[Tensor, Tensor, Tensor]:
@@ -329,7 +333,7 @@ def save_checkpoint(run_dir, step, model, value_head, optimizer, scheduler, keep
     )
     (directory / STATE_FILE).write_text(json.dumps({"global_step": step}))
     if keep:
-        older = sorted(directory.parent.glob("checkpoint-*"), key=lambda path: int(path.name.split("-")[1]))
+        older = sorted(directory.parent.glob("checkpoint-*"), key=checkpoint_step)
         for stale in older[:-keep]:
             shutil.rmtree(stale)
 
@@ -347,7 +351,9 @@ def resume(run_dir, model, value_head, optimizer, scheduler) -> int:
     states = torch.load(directory / "optimizer.pt", weights_only=True)
     optimizer.load_state_dict(states["optimizer"])
     scheduler.load_state_dict(states["scheduler"])
-    return json.loads((directory / STATE_FILE).read_text())["global_step"]
+    step = json.loads((directory / STATE_FILE).read_text())["global_step"]
+    forget_after(run_dir, step)
+    return step
 
 
 def final_metrics(run_dir: Path, losses: list[float], runtime: float, tokens: int) -> dict[str, float]:
