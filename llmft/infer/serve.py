@@ -31,6 +31,7 @@ def serve(cfg: DictConfig, run_dir: Path) -> None:
         api_key=api_key(cfg),
         max_request_bytes=cfg.task.max_request_bytes,
         max_tokens_limit=cfg.task.max_tokens_limit,
+        max_concurrent_requests=cfg.task.max_concurrent_requests,
         max_waiting_requests=cfg.task.max_waiting_requests,
     )
     if is_reward_model(cfg.model):
