@@ -412,13 +412,19 @@ def test_throughput_of_one_and_sixteen_concurrent_streams(client):
         return [chunk.usage for chunk in chunks][-1].completion_tokens
 
     def tokens_per_second(streams: int) -> float:
-        started = time.monotonic()
+        start = threading.Barrier(streams + 1)  # every client ready first: the requests start together
+
+        def ask(question: str) -> int:
+            start.wait()
+            return stream_tokens(question)
+
         with ThreadPoolExecutor(max_workers=streams) as pool:
-            tokens = sum(
-                pool.map(
-                    stream_tokens, [f"Question number {i}: what is {i} plus {i}?" for i in range(streams)]
-                )
-            )
+            futures = [
+                pool.submit(ask, f"Question number {i}: what is {i} plus {i}?") for i in range(streams)
+            ]
+            start.wait()
+            started = time.monotonic()
+            tokens = sum(future.result() for future in futures)
         return tokens / (time.monotonic() - started)
 
     tokens_per_second(1)  # warm up

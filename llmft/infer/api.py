@@ -8,7 +8,10 @@ together (task.max_concurrent_requests, batched by the engine); more wait in a b
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import secrets
+import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -26,7 +29,7 @@ from llmft.infer.api_errors import (
     install_error_handlers,
     internal_error_body,
 )
-from llmft.infer.engine import Engine, SamplingParams
+from llmft.infer.engine import Engine, SamplingParams, TextStream
 from llmft.infer.limits import BodySizeLimit, RequestQueue
 from llmft.infer.protocol import ChatCompletionRequest, CompletionRequest, SamplingRequest, ScoreRequest
 from llmft.infer.replies import Reply, sse_event
@@ -142,6 +145,45 @@ def sampling_params(
     return params.replace(**{key: value for key, value in overrides.items() if value is not None})
 
 
+async def arriving_text(stream: TextStream) -> AsyncIterator[str]:
+    """The stream's text as it is generated, read by a thread of its own.
+
+    The event loop wakes once for everything that arrived meanwhile, not once per piece and
+    stream: with many streams in one batch, per-piece thread hand-offs would cost more than
+    generating. Leaving early (the client went away) cancels the stream.
+    """
+    loop = asyncio.get_running_loop()
+    arrived: asyncio.Queue[str | BaseException | None] = asyncio.Queue()
+
+    def hand_over(item: str | BaseException | None) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop closed: nobody is listening any more
+            loop.call_soon_threadsafe(arrived.put_nowait, item)
+
+    def read() -> None:
+        try:
+            for piece in stream:
+                hand_over(piece)
+            hand_over(None)
+        except BaseException as exc:  # noqa: BLE001 - re-raised on the event loop below
+            hand_over(exc)
+
+    threading.Thread(target=read, name="llmft-stream-reader", daemon=True).start()
+    try:
+        while True:
+            items = [await arrived.get()]
+            while not arrived.empty():
+                items.append(arrived.get_nowait())
+            text = "".join(item for item in items if isinstance(item, str))
+            if text:
+                yield text
+            if error := next((item for item in items if isinstance(item, BaseException)), None):
+                raise error
+            if None in items:
+                return
+    finally:
+        stream.cancel()  # ends generation if the client left mid-reply
+
+
 async def stream_events(
     state: Served, reply: Reply, prompts: list[list[int]], params: SamplingParams, n: int
 ) -> AsyncIterator[str]:
@@ -158,14 +200,10 @@ async def stream_events(
                         params.replace(seed=params.seed + choice) if params.seed is not None else params
                     )
                     stream = engine.stream(prompt, choice_params)
-                    pieces = iter(stream)
                     if reply.chat:
                         yield sse_event(reply.chunk(index, opening=True))
-                    try:
-                        while (piece := await run_in_threadpool(next, pieces, None)) is not None:
-                            yield sse_event(reply.chunk(index, piece))
-                    finally:
-                        stream.cancel()  # ends generation if the client left mid-reply
+                    async for text in arriving_text(stream):
+                        yield sse_event(reply.chunk(index, text))
                     yield sse_event(reply.chunk(index, finish_reason=stream.completion.finish_reason))
                     completion_tokens += stream.completion.completion_tokens
     except ServerBusy as exc:
