@@ -218,6 +218,19 @@ def test_data_mistakes_stop_before_the_model_loads(capsys, scratch, monkeypatch)
         assert_refused(code, stderr, "data error", named)
 
 
+def test_too_many_freeze_layers_stop_before_the_weights_load(capsys, scratch, monkeypatch):
+    import llmft.train.components as components
+
+    def no_weights(*args, **kwargs):
+        raise AssertionError("the weights were loaded before the layer count was checked")
+
+    monkeypatch.setattr(components, "load_model", no_weights)
+    tmp, _ = scratch
+    overrides = ["method=freeze_sft", "method.freeze_trainable_layers=-10"]
+    code, stderr = refused_in_process(capsys, overrides, tmp / "run")
+    assert_refused(code, stderr, "model error", "method.freeze_trainable_layers=-10")
+
+
 def test_the_scheduler_list_is_transformers_own():
     from transformers.trainer_utils import SchedulerType
 

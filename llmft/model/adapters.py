@@ -155,13 +155,18 @@ def decoder_layers(model) -> nn.ModuleList:
     raise ModelError(f"cannot find the {count} decoder layers of {type(model).__name__} for method=freeze")
 
 
-def _selected_layers(layers: nn.ModuleList, count: int) -> list[nn.Module]:
-    total = len(layers)
+def check_freeze_layers(count: int, total: int) -> None:
+    """method.freeze_trainable_layers fits a decoder stack of `total` layers (checked from the model's
+    config before any weight loads, and again on the loaded stack)."""
     if abs(count) > total:
         raise ModelError(
             f"method.freeze_trainable_layers={count} but the model has {total} decoder layers; "
             f"use a value between -{total} and {total}"
         )
+
+
+def _selected_layers(layers: nn.ModuleList, count: int) -> list[nn.Module]:
+    check_freeze_layers(count, len(layers))
     return list(layers)[-count:] if count > 0 else list(layers)[:-count]
 
 

@@ -195,6 +195,17 @@ def _quantization_config(quant_cfg: Any, dtype: torch.dtype):
     raise ValueError(f"quantization.method={quant_cfg.method!r} is not one of: none, bnb_4bit, bnb_8bit")
 
 
+def load_model_config(model_cfg: Any) -> Any:
+    """The model's config.json (no weights): what the model is, known in a fraction of a second."""
+    from transformers import AutoConfig
+
+    path = resolve_model_path(model_cfg)
+    _check_local_path(path)
+    return AutoConfig.from_pretrained(
+        path, revision=model_cfg.revision, trust_remote_code=model_cfg.trust_remote_code
+    )
+
+
 def is_quantized(cfg: Any) -> bool:
     return cfg.quantization.method != "none"
 
