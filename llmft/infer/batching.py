@@ -1,6 +1,6 @@
 """Dynamic batching: requests that arrive while the model is busy are generated together next.
 
-One worker thread owns the model. It takes the oldest waiting job and every other waiting job
+One worker thread (while there is work) owns the model. It takes the oldest waiting job and every other waiting job
 that can share its generate() call (the same decoding settings), runs them as one batch, and
 starts over. A job alone still runs at once; under load, each batch carries everything that
 queued up during the previous one, so throughput grows with the number of concurrent clients.
@@ -52,25 +52,33 @@ class Job:
 
 
 class Batcher:
-    """Runs submitted jobs on one worker thread, batching compatible jobs that wait together."""
+    """Runs submitted jobs on one worker thread, batching compatible jobs that wait together.
+
+    The worker lives while there is work: an idle engine holds no thread (and no thread holds it).
+    """
 
     def __init__(self, run_batch: Callable[[list[Job]], list[Any]], name: str = "llmft-batcher"):
         self._run_batch = run_batch  # generates a batch: one result per job
+        self._name = name
         self._waiting: deque[Job] = deque()
-        self._wake = threading.Condition()
-        self._worker = threading.Thread(target=self._loop, name=name, daemon=True)
-        self._worker.start()
+        self._lock = threading.Lock()
+        self._working = False
 
     def submit(self, job: Job) -> Job:
-        with self._wake:
+        with self._lock:
             self._waiting.append(job)
-            self._wake.notify()
+            if not self._working:
+                self._working = True
+                threading.Thread(target=self._work, name=self._name, daemon=True).start()
         return job
 
     def _next_batch(self) -> list[Job]:
-        """The oldest waiting job and every waiting job that can join it, in arrival order."""
-        with self._wake:
-            self._wake.wait_for(lambda: self._waiting)
+        """The oldest waiting job and every waiting job that can join it, in arrival order; [] when
+        nothing waits (the worker then ends)."""
+        with self._lock:
+            if not self._waiting:
+                self._working = False
+                return []
             first = self._waiting.popleft()
             key = first.batch_key()
             batch = [first] + [job for job in self._waiting if job.batch_key() == key]
@@ -78,9 +86,8 @@ class Batcher:
                 self._waiting.remove(job)
             return batch
 
-    def _loop(self) -> None:
-        while True:
-            batch = self._next_batch()
+    def _work(self) -> None:
+        while batch := self._next_batch():
             try:
                 results = self._run_batch(batch)
             except BaseException as error:  # noqa: BLE001 - each caller re-raises it in its own thread
