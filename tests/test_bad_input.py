@@ -237,24 +237,22 @@ def test_the_scheduler_list_is_transformers_own():
     assert set(LR_SCHEDULERS) == {kind.value for kind in SchedulerType}
 
 
-SUBPROCESS_CASES = {  # one of each kind, as a user types it
-    "cutoff-one": COMPOSE_TIME,
-    "qlora-full": COMPOSE_TIME,
-    "dpo-on-sft-data": COMPOSE_TIME,
-    "missing-model-dir": COMPOSE_TIME,
-    "empty-data-file": BEFORE_THE_MODEL,
-    "lora-target-matches-nothing": MODEL_KNOWN,
-    "port-taken": PORT_TAKEN,
+SUBPROCESS_CASES = {  # one of each kind, as a user types it: case -> the label of its message
+    "cutoff-one": "config error",
+    "qlora-full": "config error",
+    "dpo-on-sft-data": "config error",
+    "missing-model-dir": "config error",
+    "empty-data-file": "data error",
+    "lora-target-matches-nothing": "model error",
+    "port-taken": "config error",
 }
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("case", list(SUBPROCESS_CASES))
-def test_run_py_refuses_bad_input_in_one_line(scratch, case):
+@pytest.mark.parametrize(("case", "label"), list(SUBPROCESS_CASES.items()))
+def test_run_py_refuses_bad_input_in_one_line(scratch, case, label):
     tmp, port = scratch
-    _, overrides, named = next(row for row in SUBPROCESS_CASES[case] if row[0] == case)
-    label = {id(MODEL_KNOWN): "model error", id(BEFORE_THE_MODEL): "data error"}.get(
-        id(SUBPROCESS_CASES[case]), "config error"
-    )
+    every_case = COMPOSE_TIME + BEFORE_THE_MODEL + MODEL_KNOWN + PORT_TAKEN
+    overrides, named = next((overrides, named) for name, overrides, named in every_case if name == case)
     result = run_cli(*expand(overrides, tmp, port), f"hydra.run.dir={tmp / 'run'}", timeout=300)
     assert_refused(result.returncode, result.stderr, label, named.format(port=port))
