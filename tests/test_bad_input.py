@@ -117,6 +117,21 @@ BEFORE_THE_MODEL = [  # data mistakes: found by reading the data, before any wei
     ("column-mapped-to-nothing", ["dataset.demo_sft.columns.prompt=question"], "'question'"),
     ("malformed-row", ["dataset.demo_sft.path={tmp}/null_output.json"], "row 1"),
     (
+        "dpo-empty-pairs-file",
+        ["method=lora_dpo", "dataset=demo_dpo", "dataset.demo_dpo.path={tmp}/empty.json"],
+        "empty.json",
+    ),
+    (
+        "dpo-pairs-without-chosen",
+        ["method=lora_dpo", "dataset=demo_dpo", "dataset.demo_dpo.path={tmp}/three_rows.json"],
+        "'chosen'",
+    ),
+    (
+        "kto-without-label-column",
+        ["method=lora_kto", "dataset=demo_kto", "dataset.demo_kto.path={tmp}/three_rows.json"],
+        "'label'",
+    ),
+    (
         "val-size-over-the-data",
         ["dataset.demo_sft.path={tmp}/three_rows.json", "data.val_size=5"],
         "data.val_size",
