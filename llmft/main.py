@@ -9,7 +9,7 @@ from omegaconf import DictConfig
 
 from llmft.config.tasks import TASKS
 from llmft.config.validate import validate
-from llmft.data.sources import check_dataset_files
+from llmft.data.sources import check_data_settings
 
 
 def hydra_run_dir() -> Path:
@@ -20,7 +20,7 @@ def hydra_run_dir() -> Path:
 
 def check(cfg: DictConfig) -> None:
     """Every compose-time check (the config's and the selected datasets'); raises ConfigError."""
-    validate(cfg, dataset_problems=check_dataset_files(cfg.dataset))
+    validate(cfg, data_problems=check_data_settings(cfg))
 
 
 def run(cfg: DictConfig, run_dir: Path | None = None) -> float | None:

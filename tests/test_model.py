@@ -11,6 +11,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from llmft.config.schema import LlmftConfig, ModelConfig, TinyModelSpec
 from llmft.model.adapters import apply_finetuning, trainable_summary
+from llmft.model.errors import ModelError
 from llmft.model.loader import load_model, load_tokenizer, resolve_precision
 from llmft.model.save import save_trained
 from llmft.model.tiny import ensure_tiny_model
@@ -279,9 +280,9 @@ def test_unreachable_hub_model_names_the_key_and_the_fix(monkeypatch):
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     model_cfg = OmegaConf.structured(ModelConfig(name_or_path="meta-llama/Llama-3.2-1B-Instruct"))
     with pytest.raises(
-        OSError, match=r"model.name_or_path='meta-llama/Llama-3.2-1B-Instruct'.*hf auth login"
+        ModelError, match=r"model.name_or_path='meta-llama/Llama-3.2-1B-Instruct'.*hf auth login"
     ):
         load_tokenizer(model_cfg)
     model_cfg.name_or_path = str(Path("outputs") / "no" / "such" / "model")
-    with pytest.raises(FileNotFoundError, match="fix model.name_or_path"):
+    with pytest.raises(ModelError, match="model.name_or_path='outputs/no/such/model' does not exist"):
         load_tokenizer(model_cfg)

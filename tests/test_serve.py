@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -19,6 +20,7 @@ import openai
 import pytest
 from conftest import ROOT, compose
 
+from llmft.infer.api import ServerSettings, create_app
 from llmft.infer.engine import SamplingParams, build_engine
 
 API_KEY = "sk-llmft-test"
@@ -99,16 +101,40 @@ def user(text: str) -> list[dict[str, str]]:
     return [{"role": "user", "content": text}]
 
 
-def post(url: str, body: bytes | dict, key: str | None = API_KEY) -> tuple[int, dict]:
+def send(url: str, body: bytes | dict, key: str | None = API_KEY) -> tuple[int, bytes, dict[str, str]]:
+    """POST a JSON body: the status, the raw response body and the headers."""
     data = body if isinstance(body, bytes) else json.dumps(body).encode()
     headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {key}"} if key else {})}
     try:
         with urllib.request.urlopen(
-            urllib.request.Request(url, data=data, headers=headers), timeout=30
+            urllib.request.Request(url, data=data, headers=headers), timeout=60
         ) as response:
-            return response.status, json.loads(response.read())
+            return response.status, response.read(), dict(response.headers)
     except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
+        return error.code, error.read(), dict(error.headers)
+
+
+def post(url: str, body: bytes | dict, key: str | None = API_KEY) -> tuple[int, dict]:
+    status, raw, _ = send(url, body, key)
+    return status, json.loads(raw)
+
+
+@contextlib.contextmanager
+def serving(app, tmp_path: Path):
+    """`app` on a free local port, in a thread of this process."""
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(url, None, tmp_path / "none.log", timeout=30)
+        yield url
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
 
 
 def test_models_lists_the_served_model(client):
@@ -184,28 +210,69 @@ def test_text_completions(client, engine):
     assert reply.usage.prompt_tokens == len(engine.encode_text("Once upon a time"))
 
 
+CHAT, TEXT = "/v1/chat/completions", "/v1/completions"
+
+
 @pytest.mark.parametrize(
-    ("body", "param", "code"),
+    ("path", "body", "status", "param", "code"),
     [
-        ({"model": "tiny-llama", "messages": []}, "messages", None),
-        ({"model": "tiny-llama", "messages": [{"role": "wizard", "content": "hi"}]}, "messages.0.role", None),
-        ({"model": "tiny-llama", "messages": user("hi"), "max_tokens": -5}, "max_tokens", None),
-        ({"model": "tiny-llama", "messages": user("word " * 1500)}, "messages", "context_length_exceeded"),
-        ({"model": "tiny-llama", "messages": user("hi"), "max_tokens": 5000}, "max_tokens", None),
-        (b'{"model": "tiny-llama", "messages": [', None, None),
+        (CHAT, {"model": "tiny-llama", "messages": []}, 400, "messages", None),
+        (
+            CHAT,
+            {"model": "tiny-llama", "messages": [{"role": "wizard", "content": "hi"}]},
+            400,
+            "messages.0.role",
+            None,
+        ),
+        (CHAT, {"model": "tiny-llama", "messages": user("hi"), "max_tokens": -5}, 400, "max_tokens", None),
+        (
+            CHAT,
+            {"model": "tiny-llama", "messages": user("word " * 1500)},
+            400,
+            "messages",
+            "context_length_exceeded",
+        ),
+        (CHAT, {"model": "tiny-llama", "messages": user("hi"), "max_tokens": 5000}, 400, "max_tokens", None),
+        (CHAT, b'{"model": "tiny-llama", "messages": [', 400, None, None),
+        (CHAT, {"model": "gpt-4", "messages": user("hi")}, 404, "model", "model_not_found"),
+        (TEXT, {"model": "tiny-llama", "prompt": []}, 400, "prompt", None),
+        (TEXT, {"model": "tiny-llama"}, 400, "prompt", None),
+        (TEXT, {"model": "tiny-llama", "prompt": "word " * 1500}, 400, "prompt", "context_length_exceeded"),
+        (
+            TEXT,
+            {"model": "tiny-llama", "prompt": "hi", "max_tokens": 1024},
+            400,
+            "max_tokens",
+            "context_length_exceeded",
+        ),
+        (TEXT, {"model": "tiny-llama", "prompt": "hi", "n": 0}, 400, "n", None),
+        (TEXT, {"model": "tiny-llama", "prompt": "hi", "stop": [""]}, 400, "stop", None),
+        (TEXT, {"model": "gpt-4", "prompt": "hi"}, 404, "model", "model_not_found"),
+        (TEXT, b"not json", 400, None, None),
     ],
     ids=[
-        "empty-messages",
-        "unknown-role",
-        "negative-max-tokens",
-        "prompt-too-long",
-        "max-tokens-over-limit",
-        "malformed-json",
+        "chat-empty-messages",
+        "chat-unknown-role",
+        "chat-negative-max-tokens",
+        "chat-prompt-too-long",
+        "chat-max-tokens-over-limit",
+        "chat-malformed-json",
+        "chat-unknown-model",
+        "text-empty-prompt-list",
+        "text-no-prompt",
+        "text-prompt-too-long",
+        "text-max-tokens-past-the-context",
+        "text-zero-choices",
+        "text-empty-stop-string",
+        "text-unknown-model",
+        "text-malformed-json",
     ],
 )
-def test_bad_requests_get_openai_errors_and_the_server_keeps_serving(server, client, body, param, code):
-    status, reply = post(f"{server}/v1/chat/completions", body)
-    assert status == 400
+def test_bad_requests_get_openai_errors_and_the_server_keeps_serving(
+    server, client, path, body, status, param, code
+):
+    answered, reply = post(f"{server}{path}", body)
+    assert answered == status
     assert set(reply["error"]) == {"message", "type", "param", "code"}
     assert reply["error"]["type"] == "invalid_request_error" and reply["error"]["message"]
     assert reply["error"]["param"] == param and reply["error"]["code"] == code
@@ -221,9 +288,83 @@ def test_the_openai_client_raises_on_bad_requests(client):
         client.chat.completions.create(model="gpt-4", messages=user("hi"))
 
 
-def test_an_oversized_body_gets_413(server):
+def test_an_oversized_body_gets_413_and_the_server_keeps_serving(server, client):
     status, reply = post(f"{server}/v1/chat/completions", {"messages": user("x" * 1_100_000)})
     assert status == 413 and reply["error"]["code"] == "request_too_large"
+    assert client.completions.create(model="tiny-llama", prompt="Once upon a time", max_tokens=2).choices
+
+
+# A temperature so small that logits / temperature overflow: sampling fails inside generate(), a
+# real server fault whose exception text ("probability tensor contains inf, nan ...") must stay inside.
+FAILING_SAMPLING = {"temperature": 1e-40, "max_tokens": 4}
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [(CHAT, {"messages": user("hi"), **FAILING_SAMPLING}), (TEXT, {"prompt": "Once", **FAILING_SAMPLING})],
+    ids=["chat", "text"],
+)
+def test_a_server_fault_is_a_500_with_a_request_id_and_no_internals(server, client, path, body):
+    status, raw, headers = send(f"{server}{path}", body)
+    error = json.loads(raw)["error"]
+    assert status == 500 and error["type"] == "server_error" and error["code"] == "internal_error"
+    assert f"request id {headers['x-request-id']}" in error["message"]
+    assert not any(word in raw.decode().lower() for word in ("probability", "tensor", "traceback", ".py"))
+    assert client.chat.completions.create(model="tiny-llama", messages=user("and now?"), max_tokens=2).choices
+
+
+def sse_data(raw: bytes) -> list[str]:
+    return [line.removeprefix("data: ") for line in raw.decode().splitlines() if line.startswith("data: ")]
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [(CHAT, {"messages": user("hi"), **FAILING_SAMPLING}), (TEXT, {"prompt": "Once", **FAILING_SAMPLING})],
+    ids=["chat", "text"],
+)
+def test_a_failure_inside_a_stream_ends_it_with_an_error_event(server, path, body):
+    status, raw, _ = send(f"{server}{path}", {**body, "stream": True})
+    events = sse_data(raw)
+    assert status == 200 and events, raw  # streaming had begun: the status cannot change any more
+    error = json.loads(events[-1])["error"]  # the last event, and no [DONE] after it
+    assert error["type"] == "server_error" and "request id req-" in error["message"]
+    assert "probability" not in raw.decode()
+
+
+def test_the_openai_client_raises_on_an_error_event(client):
+    stream = client.chat.completions.create(
+        model="tiny-llama", messages=user("hi"), stream=True, **FAILING_SAMPLING
+    )
+    with pytest.raises(openai.APIError, match="request id req-"):
+        for _ in stream:
+            pass
+    assert client.chat.completions.create(model="tiny-llama", messages=user("fine?"), max_tokens=2).choices
+
+
+LONG_REPLY = "Question number 3: what is 3 plus 3?"  # the tiny model's greedy reply runs to 900+ tokens
+
+
+def test_a_full_queue_answers_503_with_retry_after(engine, tmp_path):
+    settings = ServerSettings(defaults=SamplingParams(), max_concurrent_requests=1, max_waiting_requests=1)
+    with serving(create_app(settings, engine=engine), tmp_path) as url:
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key="none", max_retries=0, timeout=120)
+        long = {"model": "tiny-llama", "messages": user(LONG_REPLY), "max_tokens": 900, "temperature": 0}
+        running = client.chat.completions.create(**long, stream=True)
+        next(iter(running))  # its first chunk came: it holds the one generation slot
+        waiting = client.chat.completions.create(**long, stream=True)  # admitted: it waits for the slot
+        time.sleep(0.3)
+        with pytest.raises(openai.APIStatusError) as refused:
+            client.chat.completions.create(model="tiny-llama", messages=user("me too"), max_tokens=2)
+        assert refused.value.status_code == 503 and refused.value.response.headers["retry-after"] == "1"
+        error = refused.value.response.json()["error"]
+        assert set(error) == {"message", "type", "param", "code"} and error["code"] == "server_busy"
+        assert "task.max_waiting_requests" in error["message"]
+        running.close()
+        waiting.close()
+        patient = openai.OpenAI(base_url=f"{url}/v1", api_key="none", max_retries=5, timeout=120)
+        assert patient.chat.completions.create(
+            model="tiny-llama", messages=user("now?"), max_tokens=2
+        ).choices
 
 
 @pytest.mark.parametrize("key", [None, "sk-wrong"], ids=["missing", "wrong"])
@@ -255,13 +396,49 @@ def test_sixteen_concurrent_streams_each_get_their_own_answer(client, engine):
     assert time.monotonic() - started < 90
 
 
+@pytest.mark.benchmark
+def test_throughput_of_one_and_sixteen_concurrent_streams(client):
+    """A figure, not a check: `pytest tests/test_serve.py -m benchmark -s` prints the aggregate tokens/s."""
+
+    def stream_tokens(question: str) -> int:
+        chunks = client.chat.completions.create(
+            model="tiny-llama",
+            messages=user(question),
+            temperature=0,
+            max_tokens=64,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        return [chunk.usage for chunk in chunks][-1].completion_tokens
+
+    def tokens_per_second(streams: int) -> float:
+        start = threading.Barrier(streams + 1)  # every client ready first: the requests start together
+
+        def ask(question: str) -> int:
+            start.wait()
+            return stream_tokens(question)
+
+        with ThreadPoolExecutor(max_workers=streams) as pool:
+            futures = [
+                pool.submit(ask, f"Question number {i}: what is {i} plus {i}?") for i in range(streams)
+            ]
+            start.wait()
+            started = time.monotonic()
+            tokens = sum(future.result() for future in futures)
+        return tokens / (time.monotonic() - started)
+
+    tokens_per_second(1)  # warm up
+    one, sixteen = tokens_per_second(1), tokens_per_second(16)
+    print(
+        f"\nserve throughput: 1 stream {one:.0f} tok/s, 16 streams {sixteen:.0f} tok/s aggregate ({sixteen / one:.1f}x)"
+    )
+
+
 def test_reward_model_scores_conversations(tmp_path, engine):
     """A sequence-classification checkpoint is served as a scorer on /v1/score."""
     import torch
-    import uvicorn
     from transformers import AutoModelForSequenceClassification
 
-    from llmft.infer.api import ServerSettings, create_app
     from llmft.infer.reward import RewardScorer
     from llmft.model.loader import is_reward_model
 
@@ -275,13 +452,7 @@ def test_reward_model_scores_conversations(tmp_path, engine):
     assert is_reward_model(cfg.model) and not is_reward_model(compose("task=serve").model)
 
     app = create_app(ServerSettings(defaults=SamplingParams()), scorer=RewardScorer.from_config(cfg))
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_up(url, None, tmp_path / "none.log", timeout=30)
+    with serving(app, tmp_path) as url:
         good = [*user("Is the sky blue?"), {"role": "assistant", "content": "Yes, on a clear day."}]
         bad = [*user("Is the sky blue?"), {"role": "assistant", "content": "No idea, go away."}]
         status, reply = post(f"{url}/v1/score", {"conversations": [good, bad]}, key=None)
@@ -298,9 +469,6 @@ def test_reward_model_scores_conversations(tmp_path, engine):
         assert [item["score"] for item in reply["data"]] == pytest.approx(expected, abs=1e-5)
         status, reply = post(f"{url}/v1/chat/completions", {"messages": user("hi")}, key=None)
         assert status == 400 and "reward model" in reply["error"]["message"]
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 def _chromium():

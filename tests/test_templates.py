@@ -182,7 +182,7 @@ def test_apply_template_sets_keeps_and_rejects(tokenizer):
     assert tokenizer.chat_template == TEMPLATES["llama3"]
     apply_template(tokenizer, None)
     assert tokenizer.chat_template == TEMPLATES["llama3"]
-    with pytest.raises(ValueError, match="valid names: chatml, qwen, qwen3, llama3, mistral, gemma, phi3"):
+    with pytest.raises(ValueError, match="Valid names: chatml, qwen, qwen3, llama3, mistral, gemma, phi3"):
         apply_template(tokenizer, "llama-3")
     tokenizer.chat_template = None
     with pytest.raises(ValueError, match="no chat template: set model.template"):

@@ -30,7 +30,8 @@ class TaskConfig:
     served_model_name: str | None = None  # serve: the id /v1/models reports; default: from the model path
     max_request_bytes: int = 1_000_000  # serve: larger request bodies get 413
     max_tokens_limit: int = 4096  # serve: the most tokens one request may ask for
-    max_waiting_requests: int = 64  # serve: requests queued behind the running one; more get 503
+    max_concurrent_requests: int = 16  # serve: requests generated together (the hf engine batches them)
+    max_waiting_requests: int = 64  # serve: requests queued behind the running ones; more get 503
     batch_size: int = 8  # predict, eval: prompts run together (left-padded)
     benchmark: str = "demo_mc"  # eval: mmlu (hub: cais/mmlu) | demo_mc (shipped) | a json/jsonl file path
     n_shot: int = 5  # eval: solved dev-split examples of the same subject before each question

@@ -9,7 +9,18 @@ from collections.abc import Sequence
 
 from omegaconf import DictConfig
 
-from llmft.config.checks import basics, evaluation, export, hardware, quantization, serving, stages, tracking
+from llmft.config.checks import (
+    basics,
+    evaluation,
+    export,
+    hardware,
+    models,
+    quantization,
+    ranges,
+    serving,
+    stages,
+    tracking,
+)
 from llmft.config.errors import ConfigError
 
 CHECKS = (
@@ -17,6 +28,8 @@ CHECKS = (
     basics.choices,
     basics.combinations,
     basics.dataset_selected,
+    ranges.ranges,
+    models.model_paths,
     serving.generation,
     tracking.logger,
     hardware.distributed_setup,
@@ -29,12 +42,14 @@ CHECKS = (
 )
 
 
-def validate(cfg: DictConfig, dataset_problems: Sequence[str] = ()) -> None:
+def validate(cfg: DictConfig, data_problems: Sequence[str] = ()) -> None:
     """Raise ConfigError listing every problem found in the composed config.
 
-    dataset_problems: what llmft.data.sources.check_dataset_files found (formats and files are the data
-    layer's knowledge; this layer only gathers them into the one report).
+    data_problems: what the data layer found (llmft.data.sources.check_data_settings: dataset files,
+    formats, the chat template are its knowledge; this layer only gathers them into the one report).
     """
-    problems = [problem for check in CHECKS for problem in check(cfg)] + list(dataset_problems)
+    problems = [problem for check in CHECKS for problem in check(cfg)] + list(data_problems)
+    if len(problems) == 1:
+        raise ConfigError(problems[0])
     if problems:
         raise ConfigError("\n  - ".join(["the composed config is invalid:", *problems]))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -36,25 +37,27 @@ STOPPING_STRATEGIES = {"interleave_under": "first_exhausted", "interleave_over":
 
 
 def _looks_empty(path: Path) -> bool:
-    return path.stat().st_size == 0 or (
-        path.stat().st_size < 64 and path.read_text().strip() in ("", "[]", "{}")
-    )
+    return path.is_file() and path.stat().st_size < 64 and path.read_bytes().strip() in (b"", b"[]", b"{}")
 
 
 def _read_file(name: str, path: Path) -> Dataset:
-    if path.is_dir():  # a folder of data files, as `datasets` understands it
-        return load_dataset(str(path), split="train")
-    builder = FILE_BUILDERS.get(path.suffix)
+    builder = "a data folder" if path.is_dir() else FILE_BUILDERS.get(path.suffix)
     if builder is None:
         raise DataError(f"dataset '{name}': cannot read '{path}'; use one of: {', '.join(FILE_BUILDERS)}.")
+    if not os.access(path, os.R_OK):
+        raise DataError(f"dataset '{name}': '{path}' is not readable (permission denied). Fix: chmod +r it.")
     try:
+        if path.is_dir():  # a folder of data files, as `datasets` understands it
+            return load_dataset(str(path), split="train")
         return load_dataset(builder, data_files=str(path), split="train")
     except Exception as exc:  # noqa: BLE001 - any reader failure becomes one message naming the file
         if _looks_empty(path):
             raise DataError(
                 f"dataset '{name}': '{path}' is empty. Fix: add rows or deselect the dataset."
             ) from None
-        reason = exc.__cause__ or exc  # `datasets` wraps the parser's own, more telling, error
+        reason = str(exc.__cause__ or exc).splitlines()[
+            0
+        ]  # `datasets` wraps the parser's own, more telling, error
         raise DataError(f"dataset '{name}': cannot read '{path}' as {builder}: {reason}") from exc
 
 

@@ -14,6 +14,7 @@ from omegaconf import OmegaConf
 from llmft.config.paths import DATA_EXTENSIONS, is_local_dataset, resolve_local_path
 from llmft.config.schema import DatasetConfig
 from llmft.data.formats import config_problems
+from llmft.data.templates import template_problems
 
 
 def as_dataset_config(entry: Any) -> DatasetConfig:
@@ -42,3 +43,8 @@ def check_dataset_files(datasets_cfg: Mapping[str, Any]) -> list[str]:
                 f"dataset.{name}.path: '{cfg.path}' is not a data file; use one of: {', '.join(DATA_EXTENSIONS)}."
             )
     return problems
+
+
+def check_data_settings(cfg: Any) -> list[str]:
+    """The data layer's compose-time problems with a composed config: dataset files and the chat template."""
+    return check_dataset_files(cfg.dataset) + template_problems(cfg.model.template)

@@ -14,6 +14,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from llmft.config.errors import did_you_mean
+from llmft.data.errors import DataError
+
 # A leading system message becomes `system`; the other turns are `loop_messages`.
 _SPLIT_SYSTEM = r"""
 {%- if messages and messages[0]['role'] == 'system' -%}
@@ -162,15 +165,25 @@ TEMPLATES: dict[str, str] = {
 }
 
 
+def template_problems(name: str | None) -> list[str]:
+    """model.template names a template llmft has (None: the tokenizer's own)."""
+    if name is None or name in TEMPLATES:
+        return []
+    return [
+        f"model.template={name!r} is not a chat template llmft knows.{did_you_mean(name, list(TEMPLATES))} "
+        f"Valid names: {', '.join(TEMPLATES)} (or null for the tokenizer's own)."
+    ]
+
+
 def apply_template(tokenizer: Any, name: str | None) -> None:
     """Set tokenizer.chat_template to the named template; None keeps the tokenizer's own."""
     if name is None:
         if not getattr(tokenizer, "chat_template", None):
-            raise ValueError(
+            raise DataError(
                 f"the tokenizer of '{tokenizer.name_or_path}' has no chat template: set model.template to one "
                 f"of: {', '.join(TEMPLATES)}."
             )
         return
-    if name not in TEMPLATES:
-        raise ValueError(f"unknown chat template {name!r}; valid names: {', '.join(TEMPLATES)}.")
+    if problems := template_problems(name):
+        raise DataError(problems[0])
     tokenizer.chat_template = TEMPLATES[name]

@@ -89,7 +89,7 @@ def whole_reply(completion: Completion) -> Generator[str, None, Completion]:
 class Engine(ABC):
     """Chat templating and token counting; subclasses generate from token ids.
 
-    Engines are safe to call from several threads: generation runs one request at a time.
+    Engines are safe to call from several threads: the backend queues or batches concurrent calls.
     """
 
     def __init__(self, tokenizer: Any, model_name: str, context_length: int):

@@ -1,4 +1,4 @@
-"""Server guards: a request-body size cap and a first-come queue in front of the engine."""
+"""Server guards: a request-body size cap and an admission queue in front of the engine."""
 
 from __future__ import annotations
 
@@ -8,10 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-
-def error_body(message: str, type_: str, param: str | None = None, code: str | None = None) -> dict[str, Any]:
-    """OpenAI's error shape."""
-    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
+from llmft.infer.api_errors import ServerBusy, error_body
 
 
 class BodySizeLimit:
@@ -69,26 +66,23 @@ class BodySizeLimit:
         await send({"type": "http.response.body", "body": payload})
 
 
-class ServerBusy(Exception):
-    pass
-
-
 class RequestQueue:
-    """One generation at a time, in arrival order; beyond `max_waiting` queued requests, ServerBusy.
+    """Up to `max_running` requests generate at once (the engine batches them); up to `max_waiting`
+    more wait in arrival order; beyond that, ServerBusy.
 
-    Waiting requests hold no thread (only the running one does), so a long queue cannot starve
-    the server's other routes.
+    Waiting requests hold no thread, so a long queue cannot starve the server's other routes.
     """
 
-    def __init__(self, max_waiting: int):
+    def __init__(self, max_running: int, max_waiting: int):
         self.max_waiting = max_waiting
-        self._lock = asyncio.Lock()
+        self._slots = asyncio.Semaphore(max_running)
         self._waiting = 0
 
     def check_capacity(self) -> None:
-        if self._lock.locked() and self._waiting >= self.max_waiting:
+        if self._slots.locked() and self._waiting >= self.max_waiting:
             raise ServerBusy(
-                f"{self._waiting} requests are already waiting (task.max_waiting_requests); retry later"
+                f"all generation slots are busy and {self._waiting} requests are already waiting "
+                "(task.max_concurrent_requests, task.max_waiting_requests); retry later"
             )
 
     @asynccontextmanager
@@ -96,10 +90,10 @@ class RequestQueue:
         self.check_capacity()
         self._waiting += 1
         try:
-            await self._lock.acquire()
+            await self._slots.acquire()
         finally:
             self._waiting -= 1
         try:
             yield
         finally:
-            self._lock.release()
+            self._slots.release()

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 from pathlib import Path
 
 from omegaconf import DictConfig
 
+from llmft.config.errors import ConfigError
 from llmft.infer.engine import SamplingParams, build_engine, require_backend
 
 log = logging.getLogger(__name__)
@@ -18,6 +20,22 @@ def api_key(cfg: DictConfig) -> str | None:
     return cfg.task.api_key or os.environ.get("LLMFT_API_KEY") or None
 
 
+def check_port(host: str, port: int) -> None:
+    """Fail before the model loads when task.host:task.port cannot be served (taken, privileged, no such host)."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(
+                socket.SOL_SOCKET, socket.SO_REUSEADDR, 1
+            )  # as uvicorn: TIME_WAIT is no obstacle
+            probe.bind((host, port))
+    except OSError as exc:
+        raise ConfigError(
+            f"task.port={port} on task.host={host} cannot be served: {exc.strerror or exc}. Fix: pick a free "
+            "port (task.port=8001, say), stop the program holding it, or use a port above 1023."
+        ) from None
+
+
 def serve(cfg: DictConfig, run_dir: Path) -> None:
     import uvicorn
 
@@ -25,12 +43,14 @@ def serve(cfg: DictConfig, run_dir: Path) -> None:
     from llmft.infer.reward import RewardScorer
     from llmft.model.loader import is_reward_model
 
+    check_port(cfg.task.host, cfg.task.port)
     require_backend(cfg.generation.backend)
     settings = ServerSettings(
         defaults=SamplingParams.from_config(cfg.generation),
         api_key=api_key(cfg),
         max_request_bytes=cfg.task.max_request_bytes,
         max_tokens_limit=cfg.task.max_tokens_limit,
+        max_concurrent_requests=cfg.task.max_concurrent_requests,
         max_waiting_requests=cfg.task.max_waiting_requests,
     )
     if is_reward_model(cfg.model):

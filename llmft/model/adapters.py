@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from llmft.model.errors import ModelError
 from llmft.model.lora_variants import (
     init_lora_weights,
     mark_loraplus,
@@ -109,7 +110,7 @@ def resolve_lora_targets(model, method_cfg: Any, model_cfg: Any) -> list[str]:
     ]
     if unmatched or not names:
         source = "model.lora_target (method.lora_target=auto)" if target == "auto" else "method.lora_target"
-        raise ValueError(
+        raise ModelError(
             f"{source}: {unmatched or names} match no module of this model; its linear modules are: "
             f"{', '.join(linear_module_names(model))} (or use method.lora_target=all)"
         )
@@ -151,16 +152,21 @@ def decoder_layers(model) -> nn.ModuleList:
     for module in model.modules():
         if isinstance(module, nn.ModuleList) and len(module) == count:
             return module
-    raise ValueError(f"cannot find the {count} decoder layers of {type(model).__name__} for method=freeze")
+    raise ModelError(f"cannot find the {count} decoder layers of {type(model).__name__} for method=freeze")
 
 
-def _selected_layers(layers: nn.ModuleList, count: int) -> list[nn.Module]:
-    total = len(layers)
+def check_freeze_layers(count: int, total: int) -> None:
+    """method.freeze_trainable_layers fits a decoder stack of `total` layers (checked from the model's
+    config before any weight loads, and again on the loaded stack)."""
     if abs(count) > total:
-        raise ValueError(
+        raise ModelError(
             f"method.freeze_trainable_layers={count} but the model has {total} decoder layers; "
             f"use a value between -{total} and {total}"
         )
+
+
+def _selected_layers(layers: nn.ModuleList, count: int) -> list[nn.Module]:
+    check_freeze_layers(count, len(layers))
     return list(layers)[-count:] if count > 0 else list(layers)[:-count]
 
 
@@ -175,7 +181,7 @@ def _modules_named(
     valid = sorted({_leaf(path) for path, _ in candidates})
     missing = [name for name in wanted if name not in valid]
     if missing:
-        raise ValueError(f"{key}: {missing} not found; valid names: {', '.join([*extra_valid, *valid])}")
+        raise ModelError(f"{key}: {missing} not found; valid names: {', '.join([*extra_valid, *valid])}")
     return [module for path, module in candidates if _leaf(path) in wanted]
 
 
@@ -202,12 +208,6 @@ def _apply_freeze(model, method_cfg: Any) -> None:
         outside, list(method_cfg.freeze_extra_modules), "method.freeze_extra_modules"
     ):
         module.requires_grad_(True)
-
-    if not any(p.requires_grad for p in model.parameters()):
-        raise ValueError(
-            "method=freeze leaves nothing to train: set method.freeze_trainable_layers to a non-zero "
-            "count or name method.freeze_extra_modules"
-        )
 
 
 def _upcast_fp16_trainable(model) -> None:

@@ -12,7 +12,9 @@ from typing import Any
 
 import torch
 
+from llmft.config.checks.models import model_dir_problem
 from llmft.config.checks.stages import is_reward_directory
+from llmft.model.errors import ModelError
 from llmft.model.quantization import PREQUANTIZED, check_prequantized_checkpoint
 from llmft.model.tiny import ensure_tiny_model
 
@@ -40,9 +42,11 @@ def resolve_model_path(model_cfg: Any) -> str:
     A tiny preset whose name_or_path was pointed at an existing directory (a trained run's model/)
     loads that directory: `model=tiny model.name_or_path=outputs/<run>/model` needs no `model.tiny=null`.
     """
-    if model_cfg.tiny is not None and not Path(model_cfg.name_or_path).is_dir():
+    name = str(model_cfg.name_or_path)
+    if model_cfg.tiny is not None and not Path(name).is_dir():
+        _check_local_path(name)  # a mistyped directory is an error, not a reason to build the tiny model
         return str(ensure_tiny_model(model_cfg.tiny))
-    return str(model_cfg.name_or_path)
+    return name
 
 
 def is_reward_model(model_cfg: Any) -> bool:
@@ -53,8 +57,8 @@ def is_reward_model(model_cfg: Any) -> bool:
     return is_reward_directory(Path(resolve_model_path(model_cfg)))
 
 
-def _unreachable_model_error(name: str, err: Exception) -> OSError:
-    return OSError(
+def _unreachable_model_error(name: str, err: Exception) -> ModelError:
+    return ModelError(
         f"cannot load model.name_or_path={name!r}: it is not a local directory and the hub copy is "
         "not reachable or not cached. Go online (unset HF_HUB_OFFLINE), log in with `hf auth login` "
         "for gated models (and accept their licence on the hub), or set model.name_or_path to a "
@@ -63,10 +67,10 @@ def _unreachable_model_error(name: str, err: Exception) -> OSError:
 
 
 def _check_local_path(name: str) -> None:
-    """A path-shaped name (hub ids are 'org/name') that does not exist is a typo, not a hub id."""
-    looks_like_path = name.startswith(("/", ".", "~")) or name.count("/") > 1
-    if looks_like_path and not Path(name).expanduser().exists():
-        raise FileNotFoundError(f"model directory {name!r} does not exist; fix model.name_or_path")
+    """A path-shaped name (hub ids are 'org/name') that does not exist is a typo, not a hub id (also checked
+    at compose time; engines built straight from a config meet it here)."""
+    if problem := model_dir_problem(name):
+        raise ModelError(problem)
 
 
 def _tokenizer_source(model_cfg: Any, model_path: str) -> str:
@@ -195,6 +199,17 @@ def _quantization_config(quant_cfg: Any, dtype: torch.dtype):
             bnb_4bit_compute_dtype=compute_dtype,
         )
     raise ValueError(f"quantization.method={quant_cfg.method!r} is not one of: none, bnb_4bit, bnb_8bit")
+
+
+def load_model_config(model_cfg: Any) -> Any:
+    """The model's config.json (no weights): what the model is, known in a fraction of a second."""
+    from transformers import AutoConfig
+
+    path = resolve_model_path(model_cfg)
+    _check_local_path(path)
+    return AutoConfig.from_pretrained(
+        path, revision=model_cfg.revision, trust_remote_code=model_cfg.trust_remote_code
+    )
 
 
 def is_quantized(cfg: Any) -> bool:

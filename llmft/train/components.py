@@ -7,8 +7,8 @@ from typing import Any
 from omegaconf import DictConfig
 
 from llmft.data.templates import apply_template
-from llmft.model.adapters import apply_finetuning
-from llmft.model.loader import is_quantized, load_model, load_tokenizer
+from llmft.model.adapters import apply_finetuning, check_freeze_layers
+from llmft.model.loader import is_quantized, load_model, load_model_config, load_tokenizer
 
 
 def chat_tokenizer(model_cfg: DictConfig) -> Any:
@@ -21,5 +21,8 @@ def chat_tokenizer(model_cfg: DictConfig) -> Any:
 def trainable_model(cfg: DictConfig, tokenizer: Any, head: str = "causal_lm") -> Any:
     """The base model (quantized per cfg.quantization) with the method's LoRA adapter, frozen layers or
     full training set up."""
+    if cfg.method.finetuning_type == "freeze":  # a mistake here should not wait for the weights
+        layers = load_model_config(cfg.model).get_text_config().num_hidden_layers
+        check_freeze_layers(cfg.method.freeze_trainable_layers, layers)
     model = load_model(cfg, tokenizer, head=head)
     return apply_finetuning(model, cfg.method, cfg.model, quantized=is_quantized(cfg))

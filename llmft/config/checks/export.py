@@ -22,14 +22,8 @@ def export(cfg: DictConfig) -> list[str]:
         return problems
     if not task.export_dir:
         problems.append("task=export needs task.export_dir=<directory> for the merged model.")
-    if model.adapter_path:
-        adapter = resolve_local_path(model.adapter_path)
-        if adapter is None or not (adapter / "adapter_config.json").is_file():
-            problems.append(
-                f"model.adapter_path={model.adapter_path!r} holds no adapter_config.json: "
-                "point it at a training run's adapter/ directory."
-            )
-    elif (source := resolve_local_path(model.name_or_path)) is None or not source.is_dir():
+    source = resolve_local_path(model.name_or_path)  # a missing adapter_path: models.model_paths says so
+    if not model.adapter_path and (source is None or not source.is_dir()):
         problems.append(
             "task=export has nothing to export: set model.adapter_path=outputs/<run>/adapter (merged into the "
             "base model), or model.name_or_path=outputs/<run>/model (a fully fine-tuned model)."

@@ -46,6 +46,10 @@ def generation(cfg: DictConfig) -> list[str]:
         (task.max_tokens_limit > 0, f"task.max_tokens_limit={task.max_tokens_limit} must be > 0."),
         (task.max_request_bytes > 0, f"task.max_request_bytes={task.max_request_bytes} must be > 0."),
         (
+            task.max_concurrent_requests > 0,
+            f"task.max_concurrent_requests={task.max_concurrent_requests} must be > 0.",
+        ),
+        (
             task.max_waiting_requests >= 0,
             f"task.max_waiting_requests={task.max_waiting_requests} must be >= 0.",
         ),
