@@ -9,7 +9,17 @@ from collections.abc import Sequence
 
 from omegaconf import DictConfig
 
-from llmft.config.checks import basics, evaluation, export, hardware, quantization, serving, stages, tracking
+from llmft.config.checks import (
+    basics,
+    evaluation,
+    export,
+    hardware,
+    hubs,
+    quantization,
+    serving,
+    stages,
+    tracking,
+)
 from llmft.config.errors import ConfigError
 
 CHECKS = (
@@ -19,6 +29,7 @@ CHECKS = (
     basics.dataset_selected,
     serving.generation,
     tracking.logger,
+    hubs.modelscope_package,
     hardware.distributed_setup,
     quantization.quantization,
     quantization.lora_variants,

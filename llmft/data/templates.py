@@ -162,8 +162,47 @@ TEMPLATES: dict[str, str] = {
 }
 
 
+# LLaMA-Factory's template names (its `template:` key), so its users keep theirs: the same prompt format
+# as one of llmft's templates, or None where the model's tokenizer ships its own chat template.
+LLAMA_FACTORY_TEMPLATES: dict[str, str | None] = {
+    "chatml": "chatml",
+    "yi": "chatml",
+    "qwen": "qwen",
+    "qwen3": "qwen3",
+    "qwen3_nothink": "qwen3",
+    "llama3": "llama3",
+    "mistral": "mistral",
+    "gemma": "gemma",
+    "gemma2": "gemma",
+    "phi": "phi3",
+    **dict.fromkeys(
+        (
+            "default", "empty", "alpaca", "vicuna", "llama2", "llama4", "mistral_small", "ministral",
+            "gemma3", "gemma3n", "phi_small", "phi4", "deepseek", "deepseek3", "deepseekr1", "deepseekcoder",
+            "glm4", "glm4_moe", "chatglm3", "baichuan2", "cohere", "falcon", "falcon_h1", "exaone", "cpm3",
+            "cpm4", "dbrx", "intern2", "intern3", "granite3", "zephyr", "openchat", "chatml_de",
+        ),
+        None,
+    ),
+}  # fmt: skip
+
+
+def template_for(name: str | None) -> str | None:
+    """The llmft template a model.template names (llmft's own or LLaMA-Factory's); None: the tokenizer's."""
+    if name is None or name in TEMPLATES:
+        return name
+    if name not in LLAMA_FACTORY_TEMPLATES:
+        raise ValueError(
+            f"unknown chat template {name!r}; valid names: {', '.join(TEMPLATES)} (or LLaMA-Factory's: "
+            f"{', '.join(sorted(LLAMA_FACTORY_TEMPLATES))}); null keeps the tokenizer's own."
+        )
+    return LLAMA_FACTORY_TEMPLATES[name]
+
+
 def apply_template(tokenizer: Any, name: str | None) -> None:
-    """Set tokenizer.chat_template to the named template; None keeps the tokenizer's own."""
+    """Set tokenizer.chat_template to the named template; None (or a LLaMA-Factory name of a family
+    llmft has no template for) keeps the tokenizer's own."""
+    name = template_for(name)
     if name is None:
         if not getattr(tokenizer, "chat_template", None):
             raise ValueError(
@@ -171,6 +210,4 @@ def apply_template(tokenizer: Any, name: str | None) -> None:
                 f"of: {', '.join(TEMPLATES)}."
             )
         return
-    if name not in TEMPLATES:
-        raise ValueError(f"unknown chat template {name!r}; valid names: {', '.join(TEMPLATES)}.")
     tokenizer.chat_template = TEMPLATES[name]

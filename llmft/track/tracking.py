@@ -66,11 +66,12 @@ def tracked_run(
     """Record the enclosed training in MLflow (when logger.mlflow); yields the Trainer callbacks to add.
 
     The run ends FINISHED, or FAILED/KILLED with the error when the block raises (the error propagates).
-    Inside a multirun it becomes a child of the sweep's parent run. Other trackers (TensorBoard, W&B)
-    are transformers' own callbacks, switched on by llmft.track.reporters.report_to; they are checked here.
+    Inside a multirun it becomes a child of the sweep's parent run. Other trackers (TensorBoard, W&B,
+    SwanLab) are transformers' own callbacks, switched on by llmft.track.reporters.report_to; they are
+    checked here.
     """
     require_tracker_packages(cfg.logger)
-    with _closing_wandb_run(cfg.logger):
+    with _closing_tracker_runs(cfg.logger):
         if not cfg.logger.mlflow or not is_main_process():
             yield []
             return
@@ -89,20 +90,25 @@ def tracked_run(
 
 
 @contextlib.contextmanager
-def _closing_wandb_run(logger: DictConfig) -> Iterator[None]:
-    """transformers' WandbCallback opens a W&B run and leaves it open until the process exits, so the
-    next job of a multirun in this process would log into it: close it when the training ends."""
+def _closing_tracker_runs(logger: DictConfig) -> Iterator[None]:
+    """transformers' W&B and SwanLab callbacks open a run and leave it open until the process exits, so
+    the next job of a multirun in this process would log into it: close them when the training ends."""
     try:
         yield
     except BaseException:
-        _finish_wandb(logger, exit_code=1)
+        _finish_tracker_runs(logger, failed=True)
         raise
-    _finish_wandb(logger, exit_code=0)
+    _finish_tracker_runs(logger, failed=False)
 
 
-def _finish_wandb(logger: DictConfig, exit_code: int) -> None:
+def _finish_tracker_runs(logger: DictConfig, failed: bool) -> None:
     if logger.wandb:
         import wandb
 
         if wandb.run is not None:
-            wandb.finish(exit_code=exit_code)
+            wandb.finish(exit_code=int(failed))
+    if logger.swanlab:
+        import swanlab
+
+        if swanlab.get_run() is not None:
+            swanlab.finish(state="crashed" if failed else "success")
