@@ -40,10 +40,8 @@ def report_to(logger: DictConfig, run_dir: Path) -> list[str]:
         os.environ["WANDB_MODE"] = logger.wandb_mode
         os.environ["WANDB_DIR"] = str(Path(run_dir).resolve())
         targets.append("wandb")
-    if logger.swanlab:
-        # transformers' SwanLabCallback and swanlab's settings read these; offline mode needs no API key
-        os.environ["SWANLAB_PROJECT"] = logger.swanlab_project
-        os.environ["SWANLAB_MODE"] = logger.swanlab_mode
-        os.environ["SWANLAB_LOG_DIR"] = str(Path(run_dir).resolve() / SWANLAB_DIR)
+    if (
+        logger.swanlab
+    ):  # its run is opened (offline by default) by llmft.track.tracking; transformers logs into it
         targets.append("swanlab")
     return targets
