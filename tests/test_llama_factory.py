@@ -378,3 +378,58 @@ def test_llama_factory_template_names_select_llmft_templates_or_the_tokenizers_o
     assert tokenizer.chat_template == own
     with pytest.raises(ValueError, match="unknown chat template 'lama3'.*llama3"):
         apply_template(tokenizer, "lama3")
+
+
+INFERENCE_YAMLS = {
+    # examples/inference/llama3_lora_sft.yaml
+    "chat": {
+        "model_name_or_path": "meta-llama/Meta-Llama-3-8B-Instruct",
+        "adapter_name_or_path": "saves/llama3-8b/lora/sft",
+        "template": "llama3",
+        "infer_backend": "huggingface",
+        "trust_remote_code": True,
+    },
+    # examples/train_lora/llama3_lora_predict.yaml
+    "predict": {
+        **lf_yaml("sft", ["alpaca"]),
+        "do_train": False,
+        "do_predict": True,
+        "predict_with_generate": True,
+        "adapter_name_or_path": "saves/llama3-8b/lora/sft",
+    },
+    # examples/train_lora/llama3_lora_eval.yaml (llamafactory-cli eval)
+    "eval": {
+        "model_name_or_path": "meta-llama/Meta-Llama-3-8B-Instruct",
+        "adapter_name_or_path": "saves/llama3-8b/lora/sft",
+        "template": "fewshot",
+        "task": "mmlu_test",
+        "n_shot": 5,
+        "batch_size": 4,
+        "lang": "en",
+    },
+    # examples/merge_lora/llama3_lora_sft.yaml
+    "export": {
+        "model_name_or_path": "meta-llama/Meta-Llama-3-8B-Instruct",
+        "adapter_name_or_path": "saves/llama3-8b/lora/sft",
+        "template": "llama3",
+        "export_dir": "output/llama3_lora_sft",
+        "export_size": 5,
+        "export_device": "cpu",
+    },
+}
+
+
+@pytest.mark.parametrize("task", INFERENCE_YAMLS)
+def test_inference_predict_eval_and_export_yamls_become_experiments_of_that_task(lf, tmp_path, task):
+    source = tmp_path / f"lf_{task}.yaml"
+    source.write_text(yaml.safe_dump(INFERENCE_YAMLS[task]))
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        migrate(["train-yaml", str(source), "--out", str(lf["conf"] / "experiment" / source.name)])
+    cfg = compose(searchpath(lf), f"+experiment=lf_{task}")
+    assert cfg.task.name == task and cfg.model.adapter_path == "saves/llama3-8b/lora/sft"
+    if task == "eval":
+        assert (cfg.task.benchmark, cfg.task.eval_split, cfg.task.n_shot) == ("mmlu", "test", 5)
+        assert "! lang: llmft's benchmark prompts are English" in out.getvalue()
+    if task == "export":
+        assert (cfg.task.export_dir, cfg.task.max_shard_size) == ("output/llama3_lora_sft", "5GB")

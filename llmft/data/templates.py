@@ -177,10 +177,10 @@ LLAMA_FACTORY_TEMPLATES: dict[str, str | None] = {
     "phi": "phi3",
     **dict.fromkeys(
         (
-            "default", "empty", "alpaca", "vicuna", "llama2", "llama4", "mistral_small", "ministral",
-            "gemma3", "gemma3n", "phi_small", "phi4", "deepseek", "deepseek3", "deepseekr1", "deepseekcoder",
-            "glm4", "glm4_moe", "chatglm3", "baichuan2", "cohere", "falcon", "falcon_h1", "exaone", "cpm3",
-            "cpm4", "dbrx", "intern2", "intern3", "granite3", "zephyr", "openchat", "chatml_de",
+            "default", "empty", "fewshot", "alpaca", "vicuna", "llama2", "llama4", "mistral_small",
+            "ministral", "gemma3", "gemma3n", "phi_small", "phi4", "deepseek", "deepseek3", "deepseekr1",
+            "deepseekcoder", "glm4", "glm4_moe", "chatglm3", "baichuan2", "cohere", "falcon", "falcon_h1",
+            "exaone", "cpm3", "cpm4", "dbrx", "intern2", "intern3", "granite3", "zephyr", "openchat", "chatml_de",
         ),
         None,
     ),

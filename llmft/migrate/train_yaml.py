@@ -124,7 +124,6 @@ NOT_MAPPED = {
     "save_dir": "task=eval writes metrics.json and benchmark_predictions.jsonl into the run dir",
     "task_dir": "task.benchmark takes mmlu or a json/jsonl file of your own",
     "export_legacy_format": "llmft exports safetensors only",
-    "export_size": "task.max_shard_size takes a size such as 5GB",
     "save_strategy": "llmft saves every method.save_steps",
     "logging_strategy": "llmft logs every method.logging_steps",
     "load_best_model_at_end": "llmft keeps the last model; sweeps pick the best run by task.objective",
@@ -136,8 +135,8 @@ NOT_MAPPED = {
 SPECIAL = {
     "model_name_or_path", "stage", "finetuning_type", "dataset", "quantization_bit", "deepspeed", "fsdp",
     "bf16", "pure_bf16", "fp16", "report_to", "lora_target", "pref_loss", "adapter_name_or_path",
-    "flash_attn", "infer_backend", "neat_packing", "eval_strategy", "evaluation_strategy", "task",
-    "do_predict",
+    "flash_attn", "infer_backend", "neat_packing", "export_size", "eval_strategy", "evaluation_strategy",
+    "task", "do_predict",
 }  # fmt: skip
 LOGGERS = ("mlflow", "tensorboard", "wandb", "swanlab")
 FLASH_ATTN = {"auto": "sdpa", "sdpa": "sdpa", "fa2": "flash_attention_2", "disabled": "eager"}
@@ -206,7 +205,8 @@ class _Migration:
 
     def group(self, group: str, option: Any, source: str) -> None:
         self.exp.groups[group] = option
-        self.report.mapped(f"{source} -> {group}={option}")
+        shown = f"[{','.join(option)}]" if isinstance(option, list) else option
+        self.report.mapped(f"{source} -> {group}={shown}")
 
     def run(self) -> tuple[Experiment, Report]:
         task = self.task()
@@ -410,6 +410,8 @@ class _Migration:
             self.set("model.attn_implementation", FLASH_ATTN[attn], "flash_attn")
         if (backend := self.take("infer_backend")) is not None and backend in INFER_BACKENDS:
             self.set("generation.backend", INFER_BACKENDS[backend], "infer_backend")
+        if (size := self.take("export_size")) is not None:
+            self.set("task.max_shard_size", f"{size}GB", "export_size", "its shards' size in GB")
         if self.take("neat_packing"):
             self.set("data.packing", True, "neat_packing", "llmft's packing never attends across samples")
         strategy = self.take("eval_strategy", self.take("evaluation_strategy"))
@@ -444,8 +446,12 @@ class _Migration:
 
 
 def convert_train_yaml(lf: dict[str, Any], conf_dir: Path, dataset_conf: Path) -> tuple[Experiment, Report]:
-    """The experiment for one LLaMA-Factory YAML's keys, and the report of what did not carry over."""
-    return _Migration(lf, conf_dir, dataset_conf).run()
+    """The experiment for one LLaMA-Factory YAML's keys, and the report of what did not carry over.
+
+    A key set to null asks for LLaMA-Factory's default, which is what leaving it out asks of llmft.
+    """
+    given = {key: value for key, value in lf.items() if value is not None}
+    return _Migration(given, conf_dir, dataset_conf).run()
 
 
 def migrate_file(source: Path, target: Path, conf_dir: Path, dataset_conf: Path, force: bool) -> Report:
