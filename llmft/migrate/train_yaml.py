@@ -72,7 +72,6 @@ LISTS = {
 }
 # Keys whose effect llmft has without being asked.
 NATIVE = {
-    "do_train": "training is llmft's default task",
     "do_eval": "llmft evaluates whenever data.val_size > 0",
     "plot_loss": "every llmft run writes loss.png",
     "include_num_input_tokens_seen": "every llmft run counts tokens and reports tokens/s",
@@ -136,7 +135,7 @@ SPECIAL = {
     "model_name_or_path", "stage", "finetuning_type", "dataset", "quantization_bit", "deepspeed", "fsdp",
     "bf16", "pure_bf16", "fp16", "report_to", "lora_target", "pref_loss", "adapter_name_or_path",
     "flash_attn", "infer_backend", "neat_packing", "export_size", "eval_strategy", "evaluation_strategy",
-    "task", "do_predict",
+    "task", "do_train", "do_predict",
 }  # fmt: skip
 LOGGERS = ("mlflow", "tensorboard", "wandb", "swanlab")
 FLASH_ATTN = {"auto": "sdpa", "sdpa": "sdpa", "fa2": "flash_attention_2", "disabled": "eager"}
@@ -194,6 +193,7 @@ class _Migration:
     def __init__(self, lf: dict[str, Any], conf_dir: Path, dataset_conf: Path) -> None:
         self.lf, self.conf_dir, self.dataset_conf = lf, conf_dir, dataset_conf
         self.exp, self.report, self.used = Experiment(), Report(), set()
+        self.task_name = "train"
 
     def take(self, key: str, default: Any = None) -> Any:
         self.used.add(key)
@@ -235,9 +235,10 @@ class _Migration:
             task = "chat"  # an inference YAML: a model, a template, a backend
         else:
             task = "train"
-        self.take("do_predict")
+        self.take("do_train"), self.take("do_predict")
         if task != "train":
             self.group("task", task, "the YAML's purpose")
+        self.task_name = task
         return task
 
     def benchmark(self, name: str) -> None:
@@ -363,8 +364,10 @@ class _Migration:
         preset = f"deepspeed_z{stage.group(1)}{'_offload' if offload else ''}" if stage else None
         if preset in _presets(self.conf_dir, "hardware"):
             self.group("hardware", preset, "deepspeed")
-            self.report.note(f"llmft's shipped config for {preset} replaces {path}; keep yours with "
-                             f"hardware.deepspeed_config={path}")  # fmt: skip
+            self.report.note(
+                f"llmft's shipped config for {preset} replaces {path}; keep yours with "
+                f"hardware.deepspeed_config={path}"
+            )
         else:
             self.group("hardware", "deepspeed_z3", "deepspeed")
             self.set("hardware.deepspeed_config", path, "deepspeed", "your config, used as it is")
@@ -406,10 +409,8 @@ class _Migration:
                 self.report.not_mapped(
                     "adapter_name_or_path", "several adapters: merge all but the last (task=export) first"
                 )
-        if (attn := self.take("flash_attn")) is not None and attn in FLASH_ATTN:
-            self.set("model.attn_implementation", FLASH_ATTN[attn], "flash_attn")
-        if (backend := self.take("infer_backend")) is not None and backend in INFER_BACKENDS:
-            self.set("generation.backend", INFER_BACKENDS[backend], "infer_backend")
+        self.translate("flash_attn", FLASH_ATTN, "model.attn_implementation")
+        self.translate("infer_backend", INFER_BACKENDS, "generation.backend")
         if (size := self.take("export_size")) is not None:
             self.set("task.max_shard_size", f"{size}GB", "export_size", "its shards' size in GB")
         if self.take("neat_packing"):
@@ -419,6 +420,15 @@ class _Migration:
             self.report.not_mapped(
                 "eval_strategy", f"{strategy!r}: llmft evaluates every method.eval_steps steps"
             )
+
+    def translate(self, key: str, table: dict[str, str], target: str) -> None:
+        """A value llmft spells differently (flash_attn: fa2 -> flash_attention_2)."""
+        if (value := self.take(key)) is None:
+            return
+        if value in table:
+            self.set(target, table[value], key)
+        else:
+            self.report.not_mapped(key, f"{value!r}: llmft knows {', '.join(table)} (see {target})")
 
     def renames(self) -> None:
         for key, target in RENAMES.items():
@@ -438,6 +448,8 @@ class _Migration:
                 continue
             if key in NOT_MAPPED:
                 self.report.not_mapped(key, NOT_MAPPED[key])
+            elif key in KNOWN:  # e.g. stage in a predict YAML
+                self.report.not_mapped(key, f"has no effect on task={self.task_name}")
             else:
                 hint = did_you_mean(key, sorted(KNOWN))
                 self.report.not_mapped(
