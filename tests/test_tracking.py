@@ -502,3 +502,47 @@ def test_wandb_offline_records_every_logged_loss_without_an_api_key(tmp_path, mo
     import wandb
 
     assert wandb.run is None  # closed: the next job of a multirun in this process gets a run of its own
+
+
+def swanlab_scalars(run_file: Path, key: str) -> list[tuple[int, float]]:
+    """(step, value) of every `key` record in a SwanLab offline run file, read with SwanLab's own reader."""
+    from swanlab.proto.swanlab.record.v1.record_pb2 import Record
+    from swanlab.sdk.internal.core_python.store import DataStoreReader
+
+    reader, scalars = DataStoreReader(), []
+    reader.open(run_file)
+    for data in reader:
+        record = Record()
+        record.ParseFromString(data)
+        if record.HasField("scalar") and record.scalar.key == key:
+            scalars.append((record.scalar.step, record.scalar.value.number))
+    return scalars
+
+
+def test_swanlab_offline_records_every_logged_loss_without_an_api_key(tmp_path, monkeypatch):
+    """logger=swanlab works with no account: an offline run under the run dir holding every logged loss."""
+    from llmft.main import run
+
+    for variable in ("SWANLAB_API_KEY", "SWANLAB_MODE", "SWANLAB_LOG_DIR", "SWANLAB_PROJECT"):
+        monkeypatch.delenv(variable, raising=False)  # also restores what the run sets, afterwards
+    run(compose(*QUICK, "logger=swanlab"), run_dir=tmp_path)
+
+    [run_file] = (tmp_path / "swanlog").glob("run-*/run-*.swanlab")
+    steps, losses = loss_series(read_log(tmp_path), "loss")
+    recorded = swanlab_scalars(run_file, "train/loss")
+    assert [step for step, _ in recorded] == steps and len(steps) == 4
+    assert [loss for _, loss in recorded] == pytest.approx(losses)
+    import swanlab
+
+    assert not swanlab.has_run()  # closed: the next job of a multirun in this process gets a run of its own
+
+
+def test_swanlab_without_its_package_says_how_to_install_it(monkeypatch):
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "swanlab" else real_find_spec(name, *a)
+    )
+    with pytest.raises(RuntimeError, match=r"pip install swanlab \(or pip install -e .\[swanlab\]\)"):
+        require_tracker_packages(compose("logger=swanlab").logger)

@@ -4,7 +4,7 @@ import os
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-DATA_EXTENSIONS = (".json", ".jsonl", ".csv", ".parquet")
+DATA_EXTENSIONS = (".json", ".jsonl", ".csv", ".parquet", ".txt")  # .txt: one text sample per line
 
 
 def cache_root() -> Path:

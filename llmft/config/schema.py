@@ -66,6 +66,9 @@ class ModelConfig:
     adapter_path: str | None = None  # a trained adapter to load (or continue training)
     revision: str | None = None
     trust_remote_code: bool = False
+    # where a hub id downloads from: auto (ModelScope when USE_MODELSCOPE_HUB=1, else Hugging Face)
+    # | huggingface | modelscope (pip install modelscope)
+    hub: str = "auto"
     tiny: TinyModelSpec | None = None  # set for models built offline instead of downloaded
 
 
@@ -168,10 +171,13 @@ class RoleTags:
 class DatasetConfig:
     """One dataset entry; `dataset=[a,b]` selects several."""
 
-    path: str = MISSING  # local file (json, jsonl, csv, parquet; relative to the project root) or hub id
+    path: str = MISSING  # local file (json, jsonl, csv, parquet, txt; relative to the project root) or hub id
     source: str = "auto"  # auto (a file if it exists or has a data extension) | file | hub
     split: str = "train"
     subset: str | None = None
+    folder: str | None = None  # hub datasets: read only this folder of the repository
+    hub: str = "auto"  # hub datasets: auto (ModelScope when USE_MODELSCOPE_HUB=1) | huggingface | modelscope
+    ms_path: str | None = None  # the ModelScope id when it differs from path (LLaMA-Factory's ms_hub_url)
     formatting: str = "alpaca"  # alpaca | sharegpt | openai | text
     ranking: bool = False  # preference data (chosen/rejected)
     num_samples: int | None = None  # take this many rows (repeat if more than exist)
@@ -253,12 +259,15 @@ class LoggerConfig:
     tensorboard: bool = False
     mlflow: bool = False
     wandb: bool = False
+    swanlab: bool = False
     tracking_uri: str | None = None  # MLflow; default: $MLFLOW_TRACKING_URI, else sqlite:///outputs/mlflow.db
     experiment_name: str = "llmft"
     run_name: str | None = None  # default: <model>-<method>-<dataset>-<config hash>
     log_model: bool = False  # MLflow: also upload the adapter (or model) directory as artifacts
     wandb_project: str = "llmft"
     wandb_mode: str = "offline"  # offline | online | disabled; offline works without an API key
+    swanlab_project: str = "llmft"
+    swanlab_mode: str = "offline"  # offline | local | online | disabled; offline works without an API key
 
 
 @dataclass

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 from datasets import Dataset, Features, List, Value, concatenate_datasets, interleave_datasets, load_dataset
 
+from llmft.config.hubs import MODELSCOPE_INSTALL, uses_modelscope
 from llmft.config.paths import is_local_dataset, resolve_local_path
 from llmft.config.schema import DataConfig, DatasetConfig
 from llmft.data.canonical import CANONICAL_KEYS
@@ -32,7 +33,7 @@ CANONICAL_FEATURES = Features(
     }
 )
 
-FILE_BUILDERS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet"}
+FILE_BUILDERS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet", ".txt": "text"}
 STOPPING_STRATEGIES = {"interleave_under": "first_exhausted", "interleave_over": "all_exhausted"}
 
 
@@ -48,22 +49,44 @@ def _read_file(name: str, path: Path) -> Dataset:
         raise DataError(f"dataset '{name}': '{path}' is not readable (permission denied). Fix: chmod +r it.")
     try:
         if path.is_dir():  # a folder of data files, as `datasets` understands it
-            return load_dataset(str(path), split="train")
-        return load_dataset(builder, data_files=str(path), split="train")
+            dataset = load_dataset(str(path), split="train")
+        else:
+            dataset = load_dataset(builder, data_files=str(path), split="train")
     except Exception as exc:  # noqa: BLE001 - any reader failure becomes one message naming the file
         if _looks_empty(path):
             raise DataError(
                 f"dataset '{name}': '{path}' is empty. Fix: add rows or deselect the dataset."
             ) from None
-        reason = str(exc.__cause__ or exc).splitlines()[
-            0
-        ]  # `datasets` wraps the parser's own, more telling, error
+        # `datasets` wraps the parser's own, more telling, error; its first line says it
+        reason = str(exc.__cause__ or exc).splitlines()[0]
         raise DataError(f"dataset '{name}': cannot read '{path}' as {builder}: {reason}") from exc
+    if builder == "text":  # a .txt file holds one sample per line (its "text" column); blank lines are none
+        dataset = dataset.filter(lambda row: bool(row["text"].strip()), keep_in_memory=True)
+    return dataset
+
+
+def _modelscope_download(name: str, dataset_id: str) -> str:
+    """A local copy of a ModelScope dataset repository (ModelScope caches it)."""
+    try:
+        import modelscope
+    except ImportError:
+        raise DataError(
+            f"dataset '{name}' comes from ModelScope, which needs {MODELSCOPE_INSTALL}."
+        ) from None
+    logger.info("dataset '%s': downloading %s from ModelScope", name, dataset_id)
+    return modelscope.dataset_snapshot_download(dataset_id)
+
+
+def _read_hub(name: str, cfg: DatasetConfig) -> Dataset:
+    source = cfg.path
+    if uses_modelscope(cfg.hub):  # its files are read like a local folder
+        source = _modelscope_download(name, cfg.ms_path or cfg.path)
+    return load_dataset(source, cfg.subset, data_dir=cfg.folder, split=cfg.split)
 
 
 def _read(name: str, cfg: DatasetConfig) -> Dataset:
     if not is_local_dataset(cfg.path, cfg.source):
-        return load_dataset(cfg.path, cfg.subset, split=cfg.split)
+        return _read_hub(name, cfg)
     path = resolve_local_path(cfg.path)
     if path is None:
         raise DataError(

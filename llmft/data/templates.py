@@ -165,18 +165,54 @@ TEMPLATES: dict[str, str] = {
 }
 
 
+# LLaMA-Factory's template names (its `template:` key), so its users keep theirs: the same prompt format
+# as one of llmft's templates, or None where the model's tokenizer ships its own chat template.
+LLAMA_FACTORY_TEMPLATES: dict[str, str | None] = {
+    "chatml": "chatml",
+    "yi": "chatml",
+    "qwen": "qwen",
+    "qwen3": "qwen3",
+    "qwen3_nothink": "qwen3",
+    "llama3": "llama3",
+    "mistral": "mistral",
+    "gemma": "gemma",
+    "gemma2": "gemma",
+    "phi": "phi3",
+    **dict.fromkeys(
+        (
+            "default", "empty", "fewshot", "alpaca", "vicuna", "llama2", "llama4", "mistral_small",
+            "ministral", "gemma3", "gemma3n", "phi_small", "phi4", "deepseek", "deepseek3", "deepseekr1",
+            "deepseekcoder", "glm4", "glm4_moe", "chatglm3", "baichuan2", "cohere", "falcon", "falcon_h1",
+            "exaone", "cpm3", "cpm4", "dbrx", "intern2", "intern3", "granite3", "zephyr", "openchat", "chatml_de",
+        ),
+        None,
+    ),
+}  # fmt: skip
+
+
 def template_problems(name: str | None) -> list[str]:
-    """model.template names a template llmft has (None: the tokenizer's own)."""
-    if name is None or name in TEMPLATES:
+    """model.template names a template llmft has, or LLaMA-Factory's name for one (None: the tokenizer's own)."""
+    if name is None or name in TEMPLATES or name in LLAMA_FACTORY_TEMPLATES:
         return []
+    known = [*TEMPLATES, *LLAMA_FACTORY_TEMPLATES]
     return [
-        f"model.template={name!r} is not a chat template llmft knows.{did_you_mean(name, list(TEMPLATES))} "
-        f"Valid names: {', '.join(TEMPLATES)} (or null for the tokenizer's own)."
+        f"model.template={name!r} is not a chat template llmft knows.{did_you_mean(name, known)} Valid names: "
+        f"{', '.join(TEMPLATES)}, LLaMA-Factory's ({', '.join(sorted(LLAMA_FACTORY_TEMPLATES))}), or null "
+        "for the tokenizer's own."
     ]
 
 
+def template_for(name: str | None) -> str | None:
+    """The llmft template a model.template names (llmft's own or LLaMA-Factory's); None: the tokenizer's."""
+    if problems := template_problems(name):
+        raise DataError(problems[0])
+    return name if name is None or name in TEMPLATES else LLAMA_FACTORY_TEMPLATES[name]
+
+
 def apply_template(tokenizer: Any, name: str | None) -> None:
-    """Set tokenizer.chat_template to the named template; None keeps the tokenizer's own."""
+    """Set tokenizer.chat_template to the named template; None (or a LLaMA-Factory name of a family
+    llmft has no template for) keeps the tokenizer's own."""
+    name = template_for(name)
     if name is None:
         if not getattr(tokenizer, "chat_template", None):
             raise DataError(
@@ -184,6 +220,4 @@ def apply_template(tokenizer: Any, name: str | None) -> None:
                 f"of: {', '.join(TEMPLATES)}."
             )
         return
-    if problems := template_problems(name):
-        raise DataError(problems[0])
     tokenizer.chat_template = TEMPLATES[name]

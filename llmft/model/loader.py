@@ -3,6 +3,7 @@ quantized or not."""
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import logging
@@ -14,6 +15,7 @@ import torch
 
 from llmft.config.checks.models import model_dir_problem
 from llmft.config.checks.stages import is_reward_directory
+from llmft.config.hubs import MODELSCOPE_INSTALL, uses_modelscope
 from llmft.model.errors import ModelError
 from llmft.model.quantization import PREQUANTIZED, check_prequantized_checkpoint
 from llmft.model.tiny import ensure_tiny_model
@@ -46,7 +48,22 @@ def resolve_model_path(model_cfg: Any) -> str:
     if model_cfg.tiny is not None and not Path(name).is_dir():
         _check_local_path(name)  # a mistyped directory is an error, not a reason to build the tiny model
         return str(ensure_tiny_model(model_cfg.tiny))
+    if uses_modelscope(model_cfg.hub) and not Path(name).expanduser().exists():
+        return modelscope_snapshot(name, model_cfg.revision)
     return name
+
+
+@functools.cache  # tokenizer, model and memory estimate all ask; ModelScope is asked once
+def modelscope_snapshot(model_id: str, revision: str | None) -> str:
+    """A local copy of a ModelScope model (downloaded once into ModelScope's cache)."""
+    try:
+        import modelscope
+    except ImportError:
+        raise ImportError(
+            f"model.hub=modelscope needs the modelscope package: {MODELSCOPE_INSTALL}"
+        ) from None
+    logger.info("downloading %s from ModelScope", model_id)
+    return modelscope.snapshot_download(model_id, revision=revision)
 
 
 def is_reward_model(model_cfg: Any) -> bool:

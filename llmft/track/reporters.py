@@ -12,14 +12,19 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 TENSORBOARD_DIR = "tensorboard"
+SWANLAB_DIR = "swanlog"
+# trackers that are a package of their own; each is also an extra of llmft (pip install -e .[name])
+TRACKER_PACKAGES = ("wandb", "swanlab")
 
 
 def require_tracker_packages(logger: DictConfig) -> None:
     """Fail at the start of a run, before data and model load, when a selected tracker is not installed."""
-    if logger.wandb and importlib.util.find_spec("wandb") is None:
-        raise RuntimeError(
-            "logger=wandb needs the wandb package: pip install wandb (or pip install -e .[wandb])."
-        )
+    for tracker in TRACKER_PACKAGES:
+        if logger[tracker] and importlib.util.find_spec(tracker) is None:
+            raise RuntimeError(
+                f"logger={tracker} needs the {tracker} package: pip install {tracker} "
+                f"(or pip install -e .[{tracker}])."
+            )
 
 
 def report_to(logger: DictConfig, run_dir: Path) -> list[str]:
@@ -35,4 +40,8 @@ def report_to(logger: DictConfig, run_dir: Path) -> list[str]:
         os.environ["WANDB_MODE"] = logger.wandb_mode
         os.environ["WANDB_DIR"] = str(Path(run_dir).resolve())
         targets.append("wandb")
+    if (
+        logger.swanlab
+    ):  # its run is opened (offline by default) by llmft.track.tracking; transformers logs into it
+        targets.append("swanlab")
     return targets

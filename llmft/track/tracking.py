@@ -12,8 +12,9 @@ from pathlib import Path
 from omegaconf import DictConfig
 from transformers import TrainerCallback
 
-from llmft.track.mlflow_run import MlflowRun, finish_run, open_run
-from llmft.track.reporters import require_tracker_packages
+from llmft.track.mlflow_run import MlflowRun, finish_run, open_run, run_name
+from llmft.track.params import config_params
+from llmft.track.reporters import SWANLAB_DIR, require_tracker_packages
 from llmft.track.run_files import is_number, read_metrics
 from llmft.track.sweep import parent_of_this_job
 
@@ -66,11 +67,12 @@ def tracked_run(
     """Record the enclosed training in MLflow (when logger.mlflow); yields the Trainer callbacks to add.
 
     The run ends FINISHED, or FAILED/KILLED with the error when the block raises (the error propagates).
-    Inside a multirun it becomes a child of the sweep's parent run. Other trackers (TensorBoard, W&B)
-    are transformers' own callbacks, switched on by llmft.track.reporters.report_to; they are checked here.
+    Inside a multirun it becomes a child of the sweep's parent run. Other trackers (TensorBoard, W&B,
+    SwanLab) are transformers' own callbacks, switched on by llmft.track.reporters.report_to; they are
+    checked here.
     """
     require_tracker_packages(cfg.logger)
-    with _closing_wandb_run(cfg.logger):
+    with _tracker_runs(cfg, run_dir):
         if not cfg.logger.mlflow or not is_main_process():
             yield []
             return
@@ -89,20 +91,44 @@ def tracked_run(
 
 
 @contextlib.contextmanager
-def _closing_wandb_run(logger: DictConfig) -> Iterator[None]:
-    """transformers' WandbCallback opens a W&B run and leaves it open until the process exits, so the
-    next job of a multirun in this process would log into it: close it when the training ends."""
+def _tracker_runs(cfg: DictConfig, run_dir: Path) -> Iterator[None]:
+    """The W&B and SwanLab runs around a training.
+
+    transformers' W&B callback opens a run and leaves it open until the process exits, so the next job
+    of a multirun in this process would log into it: it is closed here. The SwanLab run is opened here
+    as well (with swanlab 0.10, transformers' callback cannot open one: it only logs into an open run).
+    """
+    if cfg.logger.swanlab and is_main_process():
+        _open_swanlab_run(cfg, run_dir)
     try:
         yield
     except BaseException:
-        _finish_wandb(logger, exit_code=1)
+        _finish_tracker_runs(cfg.logger, failed=True)
         raise
-    _finish_wandb(logger, exit_code=0)
+    _finish_tracker_runs(cfg.logger, failed=False)
 
 
-def _finish_wandb(logger: DictConfig, exit_code: int) -> None:
+def _open_swanlab_run(cfg: DictConfig, run_dir: Path) -> None:
+    """Offline by default: written under <run dir>/swanlog, uploaded later with `swanlab sync`."""
+    import swanlab
+
+    swanlab.init(
+        project=cfg.logger.swanlab_project,
+        mode=cfg.logger.swanlab_mode,
+        log_dir=str(Path(run_dir).resolve() / SWANLAB_DIR),
+        name=run_name(cfg),
+        config=config_params(cfg),  # secrets already replaced by ***
+    )
+
+
+def _finish_tracker_runs(logger: DictConfig, failed: bool) -> None:
     if logger.wandb:
         import wandb
 
         if wandb.run is not None:
-            wandb.finish(exit_code=exit_code)
+            wandb.finish(exit_code=int(failed))
+    if logger.swanlab:
+        import swanlab
+
+        if swanlab.has_run():
+            swanlab.finish(state="crashed" if failed else "success")

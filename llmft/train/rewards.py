@@ -129,6 +129,7 @@ class RewardModel(Reward):
                 "tiny": None,
                 "revision": None,
                 "trust_remote_code": False,
+                "hub": "auto",
             }
         )
         tokenizer = load_tokenizer(source)

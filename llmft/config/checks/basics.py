@@ -6,6 +6,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from llmft.config.checks.common import choice_problem
 from llmft.config.errors import did_you_mean, schema_keys
+from llmft.config.hubs import HUBS
 from llmft.config.tasks import TASKS
 
 CHOICES: dict[str, tuple[str, ...]] = {
@@ -27,11 +28,14 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "data.mix_strategy": ("concat", "interleave_under", "interleave_over"),
     "generation.backend": ("hf", "vllm", "sglang"),
     "logger.wandb_mode": ("offline", "online", "disabled"),
+    "logger.swanlab_mode": ("offline", "local", "online", "disabled"),
+    "model.hub": HUBS,
 }
 
 
 DATASET_CHOICES: dict[str, tuple[str, ...]] = {
     "source": ("auto", "file", "hub"),
+    "hub": HUBS,
 }
 
 
