@@ -18,6 +18,7 @@ CHECKS = (
     basics.combinations,
     basics.dataset_selected,
     serving.generation,
+    serving.board,
     tracking.logger,
     hardware.distributed_setup,
     quantization.quantization,
