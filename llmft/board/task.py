@@ -13,7 +13,7 @@ from llmft.config.checks.serving import LOOPBACK_HOSTS
 
 def board(cfg: DictConfig, run_dir: Path) -> None:
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home from an offline machine
-    from llmft.board.ui import Board, BoardSettings, build_page
+    from llmft.board.ui import CSS, Board, BoardSettings, build_page
     from llmft.infer.serve import api_key
 
     settings = BoardSettings(Path.cwd(), cfg.logger.experiment_name, cfg.logger.tracking_uri)
@@ -32,5 +32,6 @@ def board(cfg: DictConfig, run_dir: Path) -> None:
         auth=auth,
         auth_message="Sign in with any user name and the board's token (task.api_key / LLMFT_API_KEY).",
         show_error=True,
+        css=CSS,
         quiet=True,
     )

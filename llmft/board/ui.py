@@ -22,6 +22,7 @@ from llmft.config.compose import CONF_DIR
 from llmft.config.paths import PROJECT_ROOT
 from llmft.track.run_files import read_metrics
 
+CSS = ".field-error {color: #b91c1c; font-size: 0.85em}"
 FIELDS = [*GROUPS, EXPERIMENT, *KNOBS, EXTRA]
 PLOT_COLUMNS = ["step", "value", "curve"]
 DEFAULTS = {"model": "tiny", "method": "lora_sft", "dataset": ["demo_sft"], "quantization": "none"}
@@ -85,8 +86,9 @@ class Board:
             gr.update(value=f"⚠ {messages[f]}" if f in messages else "", visible=f in messages)
             for f in FIELDS
         ]
+        # the composed value shows in each empty knob (kept as it was while the config does not compose)
         placeholders = [
-            gr.update(placeholder=str(_select(cfg, key)) if cfg is not None else "") for key in KNOBS
+            gr.update(placeholder=str(_select(cfg, key))) if cfg is not None else gr.update() for key in KNOBS
         ]
         return (command, *errors, *placeholders)
 
@@ -309,7 +311,7 @@ def build_page(board: Board) -> gr.Blocks:
                                 elem_id=f"field-{group}",
                             )
                         )
-                        errors.append(gr.Markdown(visible=False, elem_id=f"error-{group}"))
+                        errors.append(gr.Markdown(elem_classes="field-error", elem_id=f"error-{group}"))
                 with gr.Column(min_width=150):
                     inputs.append(
                         gr.Dropdown(
@@ -319,7 +321,7 @@ def build_page(board: Board) -> gr.Blocks:
                             elem_id="field-experiment",
                         )
                     )
-                    errors.append(gr.Markdown(visible=False, elem_id="error-experiment"))
+                    errors.append(gr.Markdown(elem_classes="field-error", elem_id="error-experiment"))
             knob_boxes = []
             with gr.Row():
                 for key, label in KNOBS.items():
@@ -327,7 +329,9 @@ def build_page(board: Board) -> gr.Blocks:
                         box = gr.Textbox(label=label, elem_id=f"field-{element_id(key)}", max_lines=1)
                         knob_boxes.append(box)
                         inputs.append(box)
-                        errors.append(gr.Markdown(visible=False, elem_id=f"error-{element_id(key)}"))
+                        errors.append(
+                            gr.Markdown(elem_classes="field-error", elem_id=f"error-{element_id(key)}")
+                        )
             inputs.append(
                 gr.Textbox(
                     label="extra overrides (key=value ...)",
@@ -335,7 +339,7 @@ def build_page(board: Board) -> gr.Blocks:
                     placeholder="method.warmup_steps=10",
                 )
             )
-            errors.append(gr.Markdown(visible=False, elem_id="error-extra"))
+            errors.append(gr.Markdown(elem_classes="field-error", elem_id="error-extra"))
             with gr.Accordion(
                 "Secrets (passed to the run as environment variables, never saved)", open=False
             ):
