@@ -18,7 +18,7 @@ from omegaconf import OmegaConf
 
 from llmft.board import checks, finished, processes
 from llmft.board.form import EXTRA, GROUPS, KNOBS, TrainForm, run_py_argv
-from llmft.board.progress import curves, log_tail, progress
+from llmft.board.progress import Pace, curves, log_tail, progress
 from llmft.config.errors import ConfigError
 from llmft.main import check
 
@@ -106,15 +106,18 @@ def test_progress_eta_and_curves_come_from_the_run_dir(tmp_path):
     records = [{"step": s, "epoch": s / 20, "loss": 3.0 - s / 10} for s in range(1, 11)]
     records.append({"step": 10, "eval_loss": 2.5})
     (tmp_path / "trainer_log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
-    state = progress(tmp_path, started=1000.0, now=1020.0)
-    assert state.describe() == "step 10 / 40 (25%, about 1:00 left)"
+    pace = Pace()
+    assert progress(tmp_path, pace, now=1000.0).describe() == "step 10 / 40 (25%)"  # no pace yet
+    with (tmp_path / "trainer_log.jsonl").open("a") as log:  # 10 more steps in 20 s: 2 s a step
+        log.writelines(json.dumps({"step": s, "epoch": s / 20, "loss": 2.0}) + "\n" for s in range(11, 21))
+    assert progress(tmp_path, pace, now=1020.0).describe() == "step 20 / 40 (50%, about 0:40 left)"
     rows = curves(tmp_path)
-    assert [r["step"] for r in rows if r["curve"] == "loss"] == list(range(1, 11))
+    assert [r["step"] for r in rows if r["curve"] == "loss"] == list(range(1, 21))
     assert [r for r in rows if r["curve"] == "eval_loss"] == [
         {"step": 10, "value": 2.5, "curve": "eval_loss"}
     ]
     OmegaConf.save(compose("method.num_train_epochs=3"), tmp_path / ".hydra" / "config.yaml")
-    assert progress(tmp_path, started=1000.0, now=1020.0).total == 60  # 20 steps an epoch, 3 epochs
+    assert progress(tmp_path, Pace()).total == 60  # 20 steps an epoch, 3 epochs
     (tmp_path / "console.log").write_text("loading\n 10%|#   | 1/10\r 20%|##  | 2/10\rdone\n")
     assert log_tail(tmp_path / "console.log", lines=2) == " 20%|##  | 2/10\ndone"
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from llmft.launch.resume import CHECKPOINT_DIR, COMPLETE_MARKER
 from llmft.track.run_files import METRICS_FILE
 
 RECORD_FILE = "board.json"
@@ -27,6 +28,8 @@ CONSOLE_FILE = "console.log"
 STOP_SIGNAL = signal.SIGUSR2  # llmft.launch.preemption: checkpoint at the end of this step, then stop
 STOPPED_EXIT_CODE = 130  # run.py's exit code after a stop (or Ctrl-C)
 RUN_ROOTS = ("outputs", "multirun")
+# <root>/<date>/<time>/ (training), <run dir>/<task>/<date>/<time>/ (eval, predict, export on a run)
+RECORD_PATTERNS = (f"*/*/{RECORD_FILE}", f"*/*/*/*/*/{RECORD_FILE}")
 
 
 class BoardError(ValueError):
@@ -65,13 +68,13 @@ class BoardRun:
     @property
     def status(self) -> str:
         """RUNNING | FINISHED | STOPPED (resumable from a checkpoint) | FAILED | ENDED."""
-        from llmft.launch.resume import last_checkpoint
-
         if self.running:
             return "RUNNING"
-        if self.returncode == 0 or (self.kind == "train" and (self.job_dir / METRICS_FILE).exists()):
+        if self.returncode == 0 or (self.job_dir / METRICS_FILE).exists():
             return "FINISHED"
-        if self.kind == "train" and last_checkpoint(self.job_dir):
+        if self.kind == "train" and any(
+            (self.job_dir / CHECKPOINT_DIR).glob(f"checkpoint-*/{COMPLETE_MARKER}")
+        ):
             return "STOPPED"
         return "FAILED" if self.returncode not in (None, STOPPED_EXIT_CODE) else "ENDED"
 
@@ -131,7 +134,9 @@ def find_runs(root: Path | None = None) -> list[BoardRun]:
     """Every run the board started under outputs/ and multirun/, newest first (also those of a
     board that was closed: their processes went on)."""
     root = Path(root or Path.cwd())
-    records = [path for name in RUN_ROOTS for path in (root / name).glob(f"**/{RECORD_FILE}")]
+    records = [
+        path for name in RUN_ROOTS for pattern in RECORD_PATTERNS for path in (root / name).glob(pattern)
+    ]
     runs = []
     for path in records:
         try:

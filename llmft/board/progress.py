@@ -28,7 +28,7 @@ class Progress:
     def describe(self) -> str:
         if self.total is None:
             return f"step {self.step}"
-        eta = f", about {format_duration(self.eta_s)} left" if self.eta_s is not None and self.step else ""
+        eta = f", about {format_duration(self.eta_s)} left" if self.eta_s is not None else ""
         return f"step {self.step} / {self.total} ({self.fraction:.0%}{eta})"
 
 
@@ -50,14 +50,25 @@ def total_steps(run_dir: Path, records: list[dict]) -> int | None:
     return round(last["step"] * method.num_train_epochs / last["epoch"]) if last else None
 
 
-def progress(run_dir: Path, started: float, now: float | None = None) -> Progress:
-    """started: when the process began (time.time()); the ETA assumes the pace so far holds."""
+class Pace:
+    """Seconds per step as the board sees the steps go by, from the first step it saw: start-up time
+    (imports, data, model loading) and a board restart do not distort the ETA."""
+
+    def __init__(self) -> None:
+        self.first_seen: dict[Path, tuple[float, int]] = {}
+
+    def eta(self, run_dir: Path, step: int, total: int | None, now: float) -> float | None:
+        then, step_then = self.first_seen.setdefault(Path(run_dir), (now, step))
+        if not total or step <= step_then:
+            return None
+        return (now - then) * (total - step) / (step - step_then)
+
+
+def progress(run_dir: Path, pace: Pace, now: float | None = None) -> Progress:
     records = read_log(run_dir)
     step = max((r["step"] for r in records if "step" in r), default=0)
     total = total_steps(run_dir, records)
-    elapsed = (now or time.time()) - started
-    eta = elapsed * (total - step) / step if total and step else None
-    return Progress(step, total, eta)
+    return Progress(step, total, pace.eta(run_dir, step, total, now or time.time()))
 
 
 def curves(run_dir: Path, label: str | None = None) -> list[dict]:

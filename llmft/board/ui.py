@@ -17,7 +17,7 @@ import pandas as pd
 from llmft.board import checks, finished, history, processes
 from llmft.board.form import EXPERIMENT, EXTRA, GROUPS, KNOBS, SECRETS, TrainForm, run_py_argv, shown_command
 from llmft.board.preview import PROMPT, TRAINED, preview_rows
-from llmft.board.progress import curves, log_tail, progress
+from llmft.board.progress import Pace, curves, log_tail, progress
 from llmft.config.compose import CONF_DIR
 from llmft.config.paths import PROJECT_ROOT
 from llmft.track.run_files import read_metrics
@@ -69,6 +69,7 @@ class Board:
         self.settings = settings
         self._chat = threading.Lock()
         self.chat_session = None  # llmft.infer.chat.ChatSession of the loaded run
+        self.pace = Pace()
 
     # --- Train ---------------------------------------------------------------------------------
 
@@ -127,7 +128,7 @@ class Board:
         run = self.watched(run_dir)
         if run is None:
             return gr.update(), "No run yet.", _progress_html(0.0), plot_frame([]), "", ""
-        state = progress(run.job_dir, run.started)
+        state = progress(run.job_dir, self.pace)
         points = curves(run.job_dir)
         losses = [row for row in points if row["curve"] == "loss"]
         summary = (
@@ -347,7 +348,15 @@ def build_page(board: Board) -> gr.Blocks:
                     gr.Textbox(label=label, type="password", elem_id=f"secret-{name}")
                     for name, label in SECRETS.items()
                 ]
-            command = gr.Code(label="command", language="shell", interactive=False, elem_id="command")
+            command = gr.Code(
+                label="command",
+                language="shell",
+                interactive=False,
+                wrap_lines=True,
+                lines=2,
+                max_lines=4,
+                elem_id="command",
+            )
             with gr.Row():
                 allow_second = gr.Checkbox(
                     label="allow a second run at the same time", elem_id="allow-second"
