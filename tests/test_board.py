@@ -132,7 +132,9 @@ def wait_for(condition, timeout: float = 60, what: str = "condition"):
 
 
 def start_stand_in(root: Path, name: str, secrets: dict | None = None) -> processes.BoardRun:
-    run = processes.start([sys.executable, "-c", STOPPABLE], root / "outputs" / name, "train", secrets)
+    run = processes.start(
+        [sys.executable, "-c", STOPPABLE], root / "outputs" / "stand-ins" / name, "train", secrets
+    )
     wait_for(lambda: "started" in (run.run_dir / processes.CONSOLE_FILE).read_text(), what="start")
     return run
 
@@ -163,7 +165,7 @@ def test_secrets_reach_the_run_environment_and_no_file(tmp_path):
             "-c",
             "import os, hashlib; print(hashlib.sha1(os.environ['HF_TOKEN'].encode()).hexdigest())",
         ],
-        tmp_path / "outputs" / "s",
+        tmp_path / "outputs" / "stand-ins" / "s",
         "train",
         secrets={"HF_TOKEN": "hf_s3cr3t"},
     )
@@ -190,6 +192,15 @@ def test_a_second_run_starts_only_when_confirmed(tmp_path):
     finally:
         for run in processes.running(processes.find_runs(tmp_path)):
             os.kill(run.pid, signal.SIGKILL)
+
+
+def test_slurm_runs_are_submitted_as_a_sweep_of_one(tmp_path):
+    from llmft.board.ui import training_command
+
+    argv, run_dir = training_command(["hardware=slurm", "seed=3"], tmp_path, slurm=True)
+    assert argv[2:] == ["-m", "hardware=slurm", "seed=3", f"hydra.sweep.dir={run_dir}"]
+    assert run_dir.parent.parent == tmp_path / "multirun"
+    assert compose("hardware=slurm").hardware.scheduler == "slurm"  # what the board asks to decide
 
 
 def test_deleting_refuses_running_runs_and_what_is_not_a_run_dir(tmp_path):

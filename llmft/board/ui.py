@@ -19,6 +19,7 @@ from llmft.board.form import EXPERIMENT, EXTRA, GROUPS, KNOBS, SECRETS, TrainFor
 from llmft.board.preview import PROMPT, TRAINED, preview_rows
 from llmft.board.progress import Pace, curves, log_tail, progress
 from llmft.config.compose import CONF_DIR
+from llmft.config.errors import ReportedError
 from llmft.config.paths import PROJECT_ROOT
 from llmft.track.run_files import read_metrics
 
@@ -48,6 +49,14 @@ def element_id(name: str) -> str:
 
 def plot_frame(rows: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=PLOT_COLUMNS)
+
+
+def training_command(overrides: list[str], root: Path, slurm: bool) -> tuple[list[str], Path]:
+    """(argv, run dir): outputs/<date>/<time> as hydra.run.dir, or with hardware=slurm a sweep of one
+    (`run.py -m`, Hydra's submitit launcher) in multirun/<date>/<time>."""
+    run_dir = processes.new_run_dir(root / ("multirun" if slurm else "outputs"))
+    placement = f"hydra.sweep.dir={run_dir}" if slurm else f"hydra.run.dir={run_dir}"
+    return run_py_argv(sys.executable, [*overrides, placement], multirun=slurm), run_dir
 
 
 def read_form(values: list) -> TrainForm:
@@ -107,9 +116,7 @@ class Board:
                 gr.update(),
             )
         slurm = cfg.hardware.scheduler == "slurm"
-        run_dir = processes.new_run_dir(self.settings.root / ("multirun" if slurm else "outputs"))
-        placement = f"hydra.sweep.dir={run_dir}" if slurm else f"hydra.run.dir={run_dir}"
-        argv = run_py_argv(sys.executable, [*overrides.all, placement], multirun=slurm)
+        argv, run_dir = training_command(overrides.all, self.settings.root, slurm)
         run = processes.start(argv, run_dir, "train", dict(zip(SECRETS, secrets, strict=True)), slurm)
         return f"Started `{shown_command(argv)}`", gr.update(
             choices=self.train_runs(), value=str(run.run_dir)
@@ -231,7 +238,10 @@ class Board:
 
         if not run_dir:
             return "⚠ Choose a finished run.", []
-        cfg, engine = finished.load_chat_engine(Path(run_dir))
+        try:
+            cfg, engine = finished.load_chat_engine(Path(run_dir))
+        except (FileNotFoundError, ReportedError) as error:
+            return f"⚠ {error}", []
         with self._chat:
             self.chat_session = ChatSession(engine, SamplingParams.from_config(cfg.generation))
         return f"Loaded `{run_dir}` ({engine.model_name}).", []
@@ -263,7 +273,10 @@ class Board:
         if not run_dir:
             return "⚠ Choose a finished run.", gr.update()
         output_dir = processes.new_run_dir(Path(run_dir) / task)
-        argv = run_py_argv(sys.executable, finished.task_overrides(Path(run_dir), task, output_dir))
+        try:
+            argv = run_py_argv(sys.executable, finished.task_overrides(Path(run_dir), task, output_dir))
+        except FileNotFoundError as error:
+            return f"⚠ {error}", gr.update()
         run = processes.start(argv, output_dir, task)
         return f"Started `{shown_command(argv)}`", str(run.run_dir)
 
