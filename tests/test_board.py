@@ -175,11 +175,13 @@ def test_secrets_reach_the_run_environment_and_no_file(tmp_path):
 
 
 def test_a_second_run_starts_only_when_confirmed(tmp_path):
-    from llmft.board.ui import DEFAULTS, Board, BoardSettings
+    from llmft.board.ui import Board, BoardSettings, default_choices
 
     board = Board(BoardSettings(tmp_path, "llmft", None))
     busy = start_stand_in(tmp_path, "busy")
-    values = [DEFAULTS[g] for g in GROUPS] + [""] + ["" for _ in KNOBS] + ["seed=5"]
+    defaults = default_choices()
+    assert defaults["model"] == "tiny" and defaults["dataset"] == ["demo_sft"]  # conf/config.yaml's
+    values = [defaults[g] for g in GROUPS] + [""] + ["" for _ in KNOBS] + ["seed=5"]
     secrets = ["" for _ in range(4)]
     try:
         message, _ = board.start(False, *values, *secrets)
@@ -321,11 +323,11 @@ def test_the_board_in_a_browser(tmp_path):
         browser.get(url)
         wait.until(lambda _: "model=tiny method=lora_sft" in text("command"))
         assert "'dataset=[demo_sft]'" in text("command")
-        type_into("field-method-max-steps", "40")
+        type_into("field-method-max-steps", "5000")  # long enough to still run after a board restart
         type_into("field-method-logging-steps", "1")
         type_into("field-method-save-steps", "1000")  # the only checkpoint will be Stop's
         wait.until(
-            lambda _: "method.max_steps=40 method.logging_steps=1 method.save_steps=1000" in text("command")
+            lambda _: "method.max_steps=5000 method.logging_steps=1 method.save_steps=1000" in text("command")
         )
         type_into("field-extra", "quantization=bnb_4bt")
         wait.until(lambda _: "Did you mean 'bnb_4bit'" in text("error-extra"))
@@ -369,13 +371,17 @@ def test_the_board_in_a_browser(tmp_path):
         browser.find_element(By.ID, "runs-resume").click()
         wait.until(lambda _: text("runs-message").startswith("Resumed"))
         tab("Train")
-        wait.until(lambda _: "FINISHED" in text("run-status"))
-        steps = [
-            record["step"]
-            for record in map(json.loads, (run.run_dir / "trainer_log.jsonl").open())
-            if "loss" in record
-        ]
-        assert steps == list(range(1, 41))  # continued after the checkpoint, not from step 1
+        wait.until(lambda _: "RUNNING" in text("run-status"))
+
+        def logged_steps() -> list[int]:
+            with (run.run_dir / "trainer_log.jsonl").open() as log:
+                return [record["step"] for record in map(json.loads, log) if "loss" in record]
+
+        wait_for(lambda: len(logged_steps()) > stopped_at + 1, timeout=240, what="steps after the resume")
+        steps = logged_steps()
+        assert steps == list(range(1, len(steps) + 1))  # continued after the checkpoint, not from step 1
+        browser.find_element(By.ID, "stop").click()
+        wait.until(lambda _: "STOPPED" in text("run-status"))
 
         type_into("field-method-max-steps", "4")
         type_into("field-seed", "7")
@@ -386,7 +392,7 @@ def test_the_board_in_a_browser(tmp_path):
 
         tab("Runs")
         browser.find_element(By.ID, "runs-refresh").click()
-        wait.until(lambda _: text("runs-table").count("FINISHED") == 2)
+        wait.until(lambda _: "FINISHED" in text("runs-table") and "KILLED" in text("runs-table"))
         for label in browser.find_elements(By.CSS_SELECTOR, "#runs-chosen label"):
             label.click()
         browser.find_element(By.ID, "runs-compare").click()

@@ -18,7 +18,7 @@ from llmft.board import checks, finished, history, processes
 from llmft.board.form import EXPERIMENT, EXTRA, GROUPS, KNOBS, SECRETS, TrainForm, run_py_argv, shown_command
 from llmft.board.preview import PROMPT, TRAINED, preview_rows
 from llmft.board.progress import Pace, curves, log_tail, progress
-from llmft.config.compose import CONF_DIR
+from llmft.config.compose import CONF_DIR, compose
 from llmft.config.errors import ReportedError
 from llmft.config.paths import PROJECT_ROOT
 from llmft.track.run_files import read_metrics
@@ -26,8 +26,6 @@ from llmft.track.run_files import read_metrics
 CSS = ".field-error {color: #b91c1c; font-size: 0.85em}"
 FIELDS = [*GROUPS, EXPERIMENT, *KNOBS, EXTRA]
 PLOT_COLUMNS = ["step", "value", "curve"]
-DEFAULTS = {"model": "tiny", "method": "lora_sft", "dataset": ["demo_sft"], "quantization": "none"}
-DEFAULTS.update({"hardware": "auto", "logger": "mlflow"})
 
 
 @dataclass
@@ -41,6 +39,12 @@ def group_options(group: str) -> list[str]:
     """The presets of a config group (conf/<group>/*.yaml); experiments come from experiments/experiment/."""
     directory = PROJECT_ROOT / "experiments" / "experiment" if group == EXPERIMENT else CONF_DIR / group
     return sorted(path.stem for path in directory.glob("*.yaml"))
+
+
+def default_choices() -> dict[str, str | list[str]]:
+    """The option conf/config.yaml picks in each group (the datasets: a list, named by their entries)."""
+    cfg = compose(with_hydra=True)
+    return {**{group: cfg.hydra.runtime.choices.get(group) for group in GROUPS}, "dataset": list(cfg.dataset)}
 
 
 def element_id(name: str) -> str:
@@ -143,10 +147,13 @@ class Board:
             if losses
             else ""
         )
+        if not run.running:
+            state.eta_s = None
         status = f"**{run.status}** · {state.describe()} · `{run.run_dir}`"
-        choices = self.train_runs()
+        # the choice is the user's (or Start's): a tick only fills it in when empty, never overwrites it
+        chosen = {} if run_dir else {"value": str(run.run_dir)}
         return (
-            gr.update(choices=choices, value=str(run.run_dir)),
+            gr.update(choices=self.train_runs(), **chosen),
             status,
             _progress_html(state.fraction),
             plot_frame(points),
@@ -306,6 +313,7 @@ def _progress_html(fraction: float) -> str:
 
 
 def build_page(board: Board) -> gr.Blocks:
+    defaults = default_choices()
     with gr.Blocks(title="llmft board") as page:
         gr.Markdown(
             "# llmft board\nEvery action here is a plain `python run.py ...` command, shown before it runs."
@@ -318,7 +326,7 @@ def build_page(board: Board) -> gr.Blocks:
                         inputs.append(
                             gr.Dropdown(
                                 group_options(group),
-                                value=DEFAULTS[group],
+                                value=defaults[group],
                                 label=group,
                                 multiselect=group == "dataset",
                                 allow_custom_value=True,
