@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import threading
 from collections.abc import Callable
 from types import FrameType
 from typing import Any
@@ -65,8 +66,10 @@ def install_preemption_handler() -> None:
 
 
 def run_stoppable(task: Callable[[], float | None]) -> float | None:
-    """A local run that USR2 stops with a checkpoint (the board's Stop)."""
-    install_preemption_handler()
+    """A local run that USR2 stops with a checkpoint (the board's Stop); signal handlers can only be set
+    from the main thread, so a run started from another thread (a test, a notebook server) just runs."""
+    if threading.current_thread() is threading.main_thread():
+        install_preemption_handler()
     return task()
 
 
