@@ -13,6 +13,7 @@ from pathlib import Path
 
 import gradio as gr
 import pandas as pd
+from omegaconf import OmegaConf
 
 from llmft.board import checks, finished, history, processes
 from llmft.board.form import EXPERIMENT, EXTRA, GROUPS, KNOBS, SECRETS, TrainForm, run_py_argv, shown_command
@@ -102,7 +103,8 @@ class Board:
         ]
         # the composed value shows in each empty knob (kept as it was while the config does not compose)
         placeholders = [
-            gr.update(placeholder=str(_select(cfg, key))) if cfg is not None else gr.update() for key in KNOBS
+            gr.update(placeholder=str(OmegaConf.select(cfg, key))) if cfg is not None else gr.update()
+            for key in KNOBS
         ]
         return (command, *errors, *placeholders)
 
@@ -300,12 +302,6 @@ class Board:
             json.dumps(metrics, indent=2) if metrics else log_tail(run.run_dir / processes.CONSOLE_FILE, 15)
         )
         return status, shown
-
-
-def _select(cfg, key: str):
-    from omegaconf import OmegaConf
-
-    return OmegaConf.select(cfg, key)
 
 
 def _progress_html(fraction: float) -> str:
