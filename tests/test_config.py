@@ -9,7 +9,8 @@ import pytest
 from conftest import CONF_DIR, compose, run_cli
 from hydra.errors import ConfigCompositionException, MissingConfigException
 
-from llmft.config.errors import ConfigError, _explain
+from llmft.config.errors import ConfigError
+from llmft.config.errors import explain as explain_failure
 from llmft.main import check
 
 GROUPS = sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir() and p.name != "hydra")
@@ -75,7 +76,7 @@ def test_several_datasets_are_selected_at_once():
 def explain(*overrides: str) -> str:
     with pytest.raises((ConfigCompositionException, MissingConfigException)) as failure:
         compose(*overrides)
-    return _explain(failure.value)
+    return explain_failure(failure.value)
 
 
 def test_misspelled_key_on_the_command_line_names_key_group_and_suggestion():

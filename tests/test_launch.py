@@ -246,16 +246,22 @@ def test_a_preemption_warning_waits_for_the_trainer_or_requeues_at_once(monkeypa
     """With a Trainer loop the warning is noted for its next step end; without one (ppo, eval) the
     job is handed to submitit's requeue straight away instead of being killed at the time limit."""
 
-    from llmft.launch import slurm
+    from llmft.launch import preemption
 
     requeued = []
     previous = signal.signal(signal.SIGUSR2, lambda signum, frame: requeued.append(signum))  # submitit's
-    for name, value in (("listening", trainer_loop), ("requested", False), ("submitit_handler", None)):
-        monkeypatch.setattr(slurm.PreemptionState, name, value)
+    states = (
+        ("listening", trainer_loop),
+        ("requested", False),
+        ("submitit_handler", None),
+        ("installed", False),
+    )
+    for name, value in states:
+        monkeypatch.setattr(preemption.PreemptionState, name, value)
     try:
-        slurm.install_preemption_handler()
+        preemption.install_preemption_handler()
         os.kill(os.getpid(), signal.SIGUSR2)
     finally:
         signal.signal(signal.SIGUSR2, previous)
-    assert slurm.PreemptionState.requested is trainer_loop
+    assert preemption.PreemptionState.requested is trainer_loop
     assert requeued == ([] if trainer_loop else [signal.SIGUSR2])

@@ -70,7 +70,7 @@ def _unknown_key_message(full_key: str, where: str) -> str:
     )
 
 
-def _explain(exc: BaseException) -> str | None:
+def explain(exc: BaseException) -> str | None:
     """One readable message for a config failure, or None when it is not one."""
     if isinstance(exc, MissingConfigException) and exc.options is not None:
         group, _, option = (exc.missing_cfg_file or "").rpartition("/")
@@ -98,16 +98,20 @@ def _explain(exc: BaseException) -> str | None:
 
 @contextlib.contextmanager
 def explain_config_errors() -> Iterator[None]:
-    """Print config mistakes (and other ReportedErrors) as one clear message; let every other error through."""
+    """Print config mistakes (and other ReportedErrors) as one clear message, a stopped run as one line;
+    let every other error through."""
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")  # hand Hydra's exceptions to us instead of printing them
     try:
         yield
     except Exception as exc:  # noqa: BLE001 - re-raised below unless it is a config error
         if isinstance(exc, ReportedError):
             label, message, exit_code = exc.label, str(exc), exc.exit_code
-        elif (message := _explain(exc)) is not None:
+        elif (message := explain(exc)) is not None:
             label, exit_code = ConfigError.label, ConfigError.exit_code
         else:
             raise
         sys.stderr.write(f"llmft: {label}: {message}\n")
         sys.exit(exit_code)
+    except KeyboardInterrupt as stop:  # Ctrl-C, or a stop request (llmft.launch.preemption.RunStopped)
+        sys.stderr.write(f"llmft: stopped: {stop or 'interrupted'}\n")
+        sys.exit(130)

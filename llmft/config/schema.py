@@ -14,11 +14,11 @@ from omegaconf import MISSING
 
 @dataclass
 class TaskConfig:
-    name: str = "train"  # train | chat | serve | predict | eval | export | estimate | compare
+    name: str = "train"  # train | chat | serve | predict | eval | export | estimate | compare | board
     objective: str = "eval_loss"  # metric run.py returns to sweepers (falls back to train_loss)
     host: str = "127.0.0.1"
     port: int = 8000
-    api_key: str | None = None  # serve: required Bearer key (or env LLMFT_API_KEY); None = open
+    api_key: str | None = None  # serve: required Bearer key; board: sign-in token (or env LLMFT_API_KEY)
     export_dir: str | None = None  # export: where the merged model, tokenizer and Modelfile go
     # export: auto (model.dtype, else the checkpoint's) | float32 | bfloat16 | float16
     export_dtype: str = "auto"

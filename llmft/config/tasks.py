@@ -12,4 +12,5 @@ TASKS = {
     "compare": "llmft.track.compare:compare_task",
     "export": "llmft.export.task:export",
     "estimate": "llmft.model.memory:estimate_task",
+    "board": "llmft.board.task:board",
 }

@@ -32,6 +32,7 @@ CHECKS = (
     ranges.ranges,
     models.model_paths,
     serving.generation,
+    serving.board,
     tracking.logger,
     hubs.modelscope_package,
     hardware.distributed_setup,

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from llmft.config.checks.serving import LOOPBACK_HOSTS
 from llmft.config.errors import ConfigError
 from llmft.infer.engine import SamplingParams, build_engine, require_backend
 
@@ -57,7 +58,7 @@ def serve(cfg: DictConfig, run_dir: Path) -> None:
         app = create_app(settings, scorer=RewardScorer.from_config(cfg))
     else:
         app = create_app(settings, engine=build_engine(cfg))
-    if settings.api_key is None and cfg.task.host not in ("127.0.0.1", "localhost", "::1"):
+    if settings.api_key is None and cfg.task.host not in LOOPBACK_HOSTS:
         log.warning(
             "serving on %s without an API key: anyone who can reach it can use it "
             "(set task.api_key or LLMFT_API_KEY)",

@@ -1,4 +1,4 @@
-"""Trainer callbacks the launch adds: preemption checkpoints inside Slurm jobs, a replica check for DDP."""
+"""Trainer callbacks the launch adds: checkpoints on USR2 (Slurm preemption, Stop), a replica check for DDP."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from pathlib import Path
 from omegaconf import DictConfig
 from transformers import TrainerCallback
 
-from llmft.launch.world import LaunchError, in_slurm_job, world_size
+from llmft.launch.preemption import CheckpointOnPreemption, PreemptionState
+from llmft.launch.world import LaunchError, world_size
 
 REPLICAS_FILE = "replicas.json"
 
@@ -18,9 +19,7 @@ def launch_callbacks(cfg: DictConfig, run_dir: Path) -> list[TrainerCallback]:
     callbacks: list[TrainerCallback] = []
     if world_size() > 1 and cfg.hardware.strategy == "ddp":
         callbacks.append(ReplicaRecord(run_dir))
-    if in_slurm_job():
-        from llmft.launch.slurm import CheckpointOnPreemption
-
+    if PreemptionState.installed:  # a Slurm task, or a local run USR2 may stop (the board's Stop)
         callbacks.append(CheckpointOnPreemption())
     return callbacks
 

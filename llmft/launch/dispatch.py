@@ -8,6 +8,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from llmft.launch.preemption import run_stoppable
 from llmft.launch.torchrun import (
     WorkersFailed,
     read_objective,
@@ -27,7 +28,8 @@ def run_task(cfg: DictConfig, run_dir: Path, task: Task) -> float | None:
 
     - hardware=slurm (a job submitted by `run.py -m`): this Slurm task joins the job's world;
     - several processes or nodes: torchrun workers on the saved config, this process waits for them;
-    - otherwise (or already inside a worker): the task runs in this process.
+    - otherwise (or already inside a worker): the task runs in this process; a lone training process
+      stops with a checkpoint on USR2.
     """
     hardware = cfg.hardware
     if hardware.scheduler == "slurm":
@@ -43,7 +45,7 @@ def run_task(cfg: DictConfig, run_dir: Path, task: Task) -> float | None:
         return task()
     nproc = processes_per_node(hardware)
     if nproc == 1 and hardware.nnodes == 1:
-        return task()
+        return run_stoppable(task)  # `kill -USR2 <pid>` saves a checkpoint and ends the run
     return _start_workers(cfg, Path(run_dir), nproc)
 
 

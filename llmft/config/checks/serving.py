@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 
 from omegaconf import DictConfig
+
+from llmft.config.checks.common import missing_packages
 
 # generation.backend -> (the package it needs, how to install it); hf needs nothing extra.
 BACKEND_PACKAGES = {"vllm": ("vllm", "pip install vllm"), "sglang": ("sglang", 'pip install "sglang[all]"')}
@@ -55,3 +58,22 @@ def generation(cfg: DictConfig) -> list[str]:
         ),
     ]
     return [message for ok, message in checks if not ok]
+
+
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+TOKEN_ENV = "LLMFT_API_KEY"
+
+
+def board(cfg: DictConfig) -> list[str]:
+    """task=board: gradio installed; a sign-in token whenever other machines could reach it."""
+    if cfg.task.name != "board":
+        return []
+    problems = []
+    if missing_packages(["gradio"]):
+        problems.append("task=board needs gradio: pip install -e .[board]")
+    if cfg.task.host not in LOOPBACK_HOSTS and not (cfg.task.api_key or os.environ.get(TOKEN_ENV)):
+        problems.append(
+            f"task.host={cfg.task.host} lets other machines start runs on this one: set a sign-in token "
+            f"({TOKEN_ENV}=<token> in the environment, or task.api_key), or keep task.host=127.0.0.1."
+        )
+    return problems
