@@ -103,7 +103,7 @@ COMPOSE_TIME = [
     ("chat-missing-adapter", ["task=chat", "model.adapter_path=/no/such/adapter"], "model.adapter_path"),
     ("missing-reward-model", ["method=lora_ppo", "method.reward_model=/no/rm"], "method.reward_model"),
     ("missing-data-file", ["dataset.demo_sft.path=no/such/file.json"], "no/such/file.json"),
-    ("data-file-wrong-extension", ["dataset.demo_sft.path={tmp}/notes.txt"], "notes.txt"),
+    ("data-file-wrong-extension", ["dataset.demo_sft.path={tmp}/notes.docx"], "notes.docx"),
 ]
 
 BEFORE_THE_MODEL = [  # data mistakes: found by reading the data, before any weight loads
@@ -163,7 +163,7 @@ def no_stale_log_handler_noise(monkeypatch):
 @pytest.fixture
 def scratch(tmp_path):
     """The files the data cases read, and a port something already listens on."""
-    data_file(tmp_path, "notes.txt", "hello")
+    data_file(tmp_path, "notes.docx", "hello")
     data_file(tmp_path, "empty.json", "")
     data_file(tmp_path, "no_rows.json", "[]")
     data_file(tmp_path, "broken.json", '[{"instruction": "hi", "output": ')

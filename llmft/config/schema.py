@@ -103,7 +103,7 @@ class MethodConfig:
     warmup_steps: float = 0.0  # steps, or a fraction (< 1) of all steps
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
-    optim: str = "adamw_torch"
+    optim: str = "adamw_torch_fused"  # transformers' default too: one fused kernel, not a loop over tensors
     gradient_checkpointing: bool = False
     # stage knobs (pt, dpo, kto; see conf/method/*_{pt,dpo,kto,orpo,simpo}.yaml)
     packing: bool | None = None  # pt presets: true; overrides data.packing when set
