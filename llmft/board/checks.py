@@ -26,7 +26,7 @@ def composed(overrides: list[str]) -> tuple[DictConfig | None, list[str]]:
     try:
         check(cfg)
     except ConfigError as error:
-        return cfg, [line.strip() for line in str(error).split("\n  - ")[1:]]
+        return cfg, error.problems
     return cfg, []
 
 

@@ -31,10 +31,15 @@ class ReportedError(Exception):
 
 
 class ConfigError(ReportedError, ValueError):
-    """An invalid or impossible configuration, detected before any heavy work."""
+    """An invalid or impossible configuration, detected before any heavy work; `problems` lists each
+    problem on its own (the board shows each next to its field)."""
 
     label = "config error"
     exit_code = 2
+
+    def __init__(self, message: str, problems: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.problems = list(problems) or [message]
 
 
 def did_you_mean(word: str, choices: Sequence[str]) -> str:

@@ -55,4 +55,4 @@ def validate(cfg: DictConfig, data_problems: Sequence[str] = ()) -> None:
     if len(problems) == 1:
         raise ConfigError(problems[0])
     if problems:
-        raise ConfigError("\n  - ".join(["the composed config is invalid:", *problems]))
+        raise ConfigError("\n  - ".join(["the composed config is invalid:", *problems]), problems)
