@@ -10,6 +10,7 @@ from omegaconf import DictConfig
 from llmft.config.tasks import TASKS
 from llmft.config.validate import validate
 from llmft.data.sources import check_dataset_files
+from llmft.evaluate.suites import layout_problems
 
 
 def hydra_run_dir() -> Path:
@@ -19,8 +20,8 @@ def hydra_run_dir() -> Path:
 
 
 def check(cfg: DictConfig) -> None:
-    """Every compose-time check (the config's and the selected datasets'); raises ConfigError."""
-    validate(cfg, dataset_problems=check_dataset_files(cfg.dataset))
+    """Every compose-time check (the config's, the selected datasets' and benchmark's files); raises ConfigError."""
+    validate(cfg, file_problems=[*check_dataset_files(cfg.dataset), *layout_problems(cfg.task)])
 
 
 def run(cfg: DictConfig, run_dir: Path | None = None) -> float | None:

@@ -121,7 +121,7 @@ def test_a_question_is_never_its_own_example():
     [
         (
             "task.benchmark=mmlu_typo",
-            "task.benchmark='mmlu_typo' is neither a known benchmark (mmlu, demo_mc",
+            "task.benchmark='mmlu_typo' is neither a known benchmark (mmlu, ceval, cmmlu, lm_eval, demo_mc",
         ),
         ("task.benchmark=data/missing_mc.jsonl", "'data/missing_mc.jsonl' is neither a known benchmark"),
         ("task.n_shot=-1", "task.n_shot=-1 must be >= 0"),

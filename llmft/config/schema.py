@@ -32,10 +32,14 @@ class TaskConfig:
     max_tokens_limit: int = 4096  # serve: the most tokens one request may ask for
     max_waiting_requests: int = 64  # serve: requests queued behind the running one; more get 503
     batch_size: int = 8  # predict, eval: prompts run together (left-padded)
-    benchmark: str = "demo_mc"  # eval: mmlu (hub: cais/mmlu) | demo_mc (shipped) | a json/jsonl file path
+    # eval: mmlu | ceval | cmmlu (hub layouts) | lm_eval | demo_mc | skills_mc (shipped) | a json/jsonl file
+    benchmark: str = "demo_mc"
+    data_dir: str | None = None  # eval: a local copy of mmlu/ceval/cmmlu in its hub layout; None = download
     n_shot: int = 5  # eval: solved dev-split examples of the same subject before each question
-    eval_split: str = "test"  # eval: the split whose questions are scored (mmlu: test | validation | dev)
+    # eval: the split whose questions are scored; None = the benchmark's (test; ceval: val)
+    eval_split: str | None = None
     eval_subjects: list[str] = field(default_factory=list)  # eval: only these subjects; empty = all
+    lm_eval_tasks: list[str] = field(default_factory=list)  # eval, benchmark=lm_eval: task names or YAML files
 
 
 @dataclass

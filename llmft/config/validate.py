@@ -29,12 +29,13 @@ CHECKS = (
 )
 
 
-def validate(cfg: DictConfig, dataset_problems: Sequence[str] = ()) -> None:
+def validate(cfg: DictConfig, file_problems: Sequence[str] = ()) -> None:
     """Raise ConfigError listing every problem found in the composed config.
 
-    dataset_problems: what llmft.data.sources.check_dataset_files found (formats and files are the data
-    layer's knowledge; this layer only gathers them into the one report).
+    file_problems: what llmft.data.sources.check_dataset_files and llmft.evaluate.suites.layout_problems
+    found (dataset formats and benchmark layouts are those layers' knowledge; this one only gathers them
+    into the one report).
     """
-    problems = [problem for check in CHECKS for problem in check(cfg)] + list(dataset_problems)
+    problems = [problem for check in CHECKS for problem in check(cfg)] + list(file_problems)
     if problems:
         raise ConfigError("\n  - ".join(["the composed config is invalid:", *problems]))
