@@ -50,10 +50,15 @@ def _cmmlu(root):
     """haonan-li/cmmlu (cmmlu_v1_0_1.zip): <split>/<subject>.csv with an index column, Question, A-D, Answer."""
     for split, rows in {
         "dev": [("土地是什么？", "工具", "资料", "劳动", "资金", "B")],
-        "test": [("水是什么？", "液体", "固体", "气体", "等离子", "A"), ("冰是什么？", "液体", "固体", "气体", "火", "B")],
+        "test": [
+            ("水是什么？", "液体", "固体", "气体", "等离子", "A"),
+            ("冰是什么？", "液体", "固体", "气体", "火", "B"),
+        ],
     }.items():
         (root / split).mkdir(parents=True, exist_ok=True)
-        frame = pd.DataFrame([dict(zip(["Question", "A", "B", "C", "D", "Answer"], row, strict=True)) for row in rows])
+        frame = pd.DataFrame(
+            [dict(zip(["Question", "A", "B", "C", "D", "Answer"], row, strict=True)) for row in rows]
+        )
         frame.to_csv(root / split / "agronomy.csv", encoding="utf-8")
     return root
 
@@ -75,7 +80,10 @@ def _task(name, root, *overrides):
         (
             "cmmlu",
             "test",
-            [("水是什么？", ("液体", "固体", "气体", "等离子"), 0, "Other"), ("冰是什么？", ("液体", "固体", "气体", "火"), 1, "Other")],
+            [
+                ("水是什么？", ("液体", "固体", "气体", "等离子"), 0, "Other"),
+                ("冰是什么？", ("液体", "固体", "气体", "火"), 1, "Other"),
+            ],
         ),
     ],
 )
@@ -125,7 +133,9 @@ def test_a_missing_subject_names_its_file_and_the_fix(tmp_path):
     with pytest.raises(ConfigError, match=re.escape(str(expected))) as error:
         _task("mmlu", tmp_path, "task.eval_subjects=[astronomy,virology]")
     assert "list the subjects it has in task.eval_subjects" in str(error.value)
-    with pytest.raises(ConfigError, match="lacks .* and 109 more"):  # every subject by default: 56 others x (test, dev) - 3 named
+    with pytest.raises(
+        ConfigError, match="lacks .* and 109 more"
+    ):  # every subject by default: 56 others x (test, dev) - 3 named
         _task("mmlu", tmp_path)
 
 
@@ -149,10 +159,19 @@ def test_wrong_columns_name_the_file_before_the_model_loads(tmp_path):
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        (["task.benchmark=ceval", "task.eval_split=test"], "ceval's test answers are not public; score task.eval_split=val"),
+        (
+            ["task.benchmark=ceval", "task.eval_split=test"],
+            "ceval's test answers are not public; score task.eval_split=val",
+        ),
         (["task.benchmark=cmmlu", "task.eval_split=validation"], "cmmlu has the splits dev, test"),
-        (["task.benchmark=cmmlu", "task.eval_subjects=[astronomy,agronomyy]"], "cmmlu has no subject 'agronomyy'"),
-        (["task.benchmark=mmlu", "task.data_dir=/no/such/dir"], "task.data_dir='/no/such/dir' is not a directory"),
+        (
+            ["task.benchmark=cmmlu", "task.eval_subjects=[astronomy,agronomyy]"],
+            "cmmlu has no subject 'agronomyy'",
+        ),
+        (
+            ["task.benchmark=mmlu", "task.data_dir=/no/such/dir"],
+            "task.data_dir='/no/such/dir' is not a directory",
+        ),
         (["task.benchmark=lm_eval"], "task.benchmark=lm_eval needs task.lm_eval_tasks"),
     ],
 )
@@ -163,6 +182,8 @@ def test_impossible_benchmark_settings_fail_at_compose_time(overrides, message):
 
 @pytest.mark.slow
 def test_a_layout_mistake_is_one_line_and_exit_code_2(tmp_path):
-    result = run_cli("task=eval", "task.benchmark=cmmlu", f"task.data_dir={tmp_path}", "task.eval_subjects=[arts]")
+    result = run_cli(
+        "task=eval", "task.benchmark=cmmlu", f"task.data_dir={tmp_path}", "task.eval_subjects=[arts]"
+    )
     assert result.returncode == 2
     assert f"{tmp_path}/test/arts.csv" in result.stderr and "Traceback" not in result.stderr

@@ -13,7 +13,17 @@ from llmft.main import run
 
 
 def test_words_are_jieba_words_without_whitespace():
-    assert words("The cat, 北京是中国的首都。") == ["The", "cat", ",", "北京", "是", "中国", "的", "首都", "。"]
+    assert words("The cat, 北京是中国的首都。") == [
+        "The",
+        "cat",
+        ",",
+        "北京",
+        "是",
+        "中国",
+        "的",
+        "首都",
+        "。",
+    ]
 
 
 def test_metrics_equal_the_definitions_on_an_english_example():

@@ -14,7 +14,7 @@ from omegaconf import MISSING
 
 @dataclass
 class TaskConfig:
-    name: str = "train"  # train | chat | serve | predict | eval | export | estimate | compare
+    name: str = "train"  # train | chat | serve | predict | eval | export | estimate | compare | pipeline
     objective: str = "eval_loss"  # metric run.py returns to sweepers (falls back to train_loss)
     host: str = "127.0.0.1"
     port: int = 8000
@@ -39,7 +39,11 @@ class TaskConfig:
     # eval: the split whose questions are scored; None = the benchmark's (test; ceval: val)
     eval_split: str | None = None
     eval_subjects: list[str] = field(default_factory=list)  # eval: only these subjects; empty = all
-    lm_eval_tasks: list[str] = field(default_factory=list)  # eval, benchmark=lm_eval: task names or YAML files
+    lm_eval_tasks: list[str] = field(
+        default_factory=list
+    )  # eval, benchmark=lm_eval: task names or YAML files
+    # pipeline: step name -> overrides added to the job's for that step (each starts from the last's model)
+    steps: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass

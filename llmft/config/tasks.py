@@ -12,4 +12,5 @@ TASKS = {
     "compare": "llmft.track.compare:compare_task",
     "export": "llmft.export.task:export",
     "estimate": "llmft.model.memory:estimate_task",
+    "pipeline": "llmft.pipeline:run_pipeline",
 }

@@ -48,8 +48,13 @@ def rouge(predictions: Sequence[str], references: Sequence[str]) -> dict[str, fl
 
     names = {"rouge1": "rouge-1", "rouge2": "rouge-2", "rougeL": "rouge-l"}
     scorer = RougeScorer(list(names), tokenizer=_Words())
-    scores = [scorer.score(reference, prediction) for prediction, reference in zip(predictions, references)]
-    return {ours: 100 * sum(s[theirs].fmeasure for s in scores) / len(scores) for theirs, ours in names.items()}
+    scores = [
+        scorer.score(reference, prediction)
+        for prediction, reference in zip(predictions, references, strict=True)
+    ]
+    return {
+        ours: 100 * sum(s[theirs].fmeasure for s in scores) / len(scores) for theirs, ours in names.items()
+    }
 
 
 def generation_metrics(predictions: Sequence[str], references: Sequence[str]) -> dict[str, float]:

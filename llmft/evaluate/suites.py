@@ -24,7 +24,13 @@ from omegaconf import DictConfig
 from llmft.config.checks.evaluation import HUB_BENCHMARKS
 from llmft.config.errors import ConfigError
 from llmft.config.paths import cache_root, resolve_local_path
-from llmft.evaluate.subjects import CEVAL_CATEGORIES, CEVAL_NAMES, CMMLU_CATEGORIES, CMMLU_NAMES, MMLU_CATEGORIES
+from llmft.evaluate.subjects import (
+    CEVAL_CATEGORIES,
+    CEVAL_NAMES,
+    CMMLU_CATEGORIES,
+    CMMLU_NAMES,
+    MMLU_CATEGORIES,
+)
 
 DEV_SPLIT = "dev"  # where every benchmark keeps its solved examples
 SCORED_SPLIT = "test"  # scored when task.eval_split is not set (C-Eval: val)
@@ -99,7 +105,9 @@ SUITES = {
         choice_columns=("A", "B", "C", "D"),
         answer_column="answer",
         categories=CEVAL_CATEGORIES,
-        prompt=PromptStyle(header="以下是中国关于{subject}考试的单项选择题，请选出其中的正确答案。", cue="答案："),
+        prompt=PromptStyle(
+            header="以下是中国关于{subject}考试的单项选择题，请选出其中的正确答案。", cue="答案："
+        ),
         names=CEVAL_NAMES,
         unanswered=("test",),
         scored="val",
@@ -112,7 +120,9 @@ SUITES = {
         choice_columns=("A", "B", "C", "D"),
         answer_column="Answer",
         categories=CMMLU_CATEGORIES,
-        prompt=PromptStyle(header="以下是关于{subject}的单项选择题，请直接给出正确答案的选项。", cue="答案："),
+        prompt=PromptStyle(
+            header="以下是关于{subject}的单项选择题，请直接给出正确答案的选项。", cue="答案："
+        ),
         names=CMMLU_NAMES,
         archive="cmmlu_v1_0_1.zip",
     ),
