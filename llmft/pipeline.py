@@ -37,8 +37,6 @@ def run_pipeline(cfg: DictConfig, run_dir: Path) -> float | None:
 
     from llmft.main import run
 
-    if not cfg.task.steps:
-        raise ConfigError("task=pipeline needs task.steps: {<step name>: [<overrides>], ...}.")
     overrides, carried, objective = job_overrides(), [], None
     for name, step in cfg.task.steps.items():
         print(f"== pipeline step {name}: {' '.join(step)}", flush=True)

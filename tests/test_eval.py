@@ -147,7 +147,7 @@ LEARNED_ROWS = [
 
 @pytest.fixture(scope="module")
 def learned(tmp_path_factory):
-    """The tiny model fine-tuned (LoRA) on the answers of LEARNED_ROWS, as rendered by task=eval."""
+    """The tiny model fine-tuned (LoRA) on the answers of LEARNED_ROWS, as task=eval renders them."""
     from llmft.evaluate.benchmark import LETTERS, load_split, prompt_text
 
     root = tmp_path_factory.mktemp("learned")
@@ -163,9 +163,11 @@ def learned(tmp_path_factory):
         "logger=none",
         "dataset=demo_sft",
         f"dataset.demo_sft.path={root / 'answers.json'}",
-        "method.max_steps=150",
+        "method.max_steps=120",
         "method.per_device_train_batch_size=12",
-        "method.learning_rate=2e-2",
+        "method.lora_rank=32",
+        "method.lora_alpha=64",
+        "method.learning_rate=3e-2",
         "method.save_steps=1000",
         "method.logging_steps=50",
     )

@@ -74,3 +74,12 @@ def test_a_short_tiny_skills_pipeline_pretrains_finetunes_and_scores(tmp_path):
     assert json.loads(predictions[0])["label"] == "9 8 5"  # the test split's first row
     metrics = json.loads((tmp_path / "evaluate" / "metrics.json").read_text())
     assert 0 <= metrics["exact_match"] <= 100
+
+
+def test_a_pipeline_without_steps_fails_at_compose_time():
+    from llmft.config.errors import ConfigError
+    from llmft.main import check
+
+    with pytest.raises(ConfigError, match=r"task=pipeline needs task.steps"):
+        check(compose("task=pipeline"))
+    check(compose("+experiment=tiny_skills"))

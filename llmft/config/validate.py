@@ -9,7 +9,17 @@ from collections.abc import Sequence
 
 from omegaconf import DictConfig
 
-from llmft.config.checks import basics, evaluation, export, hardware, quantization, serving, stages, tracking
+from llmft.config.checks import (
+    basics,
+    evaluation,
+    export,
+    hardware,
+    pipeline,
+    quantization,
+    serving,
+    stages,
+    tracking,
+)
 from llmft.config.errors import ConfigError
 
 CHECKS = (
@@ -24,6 +34,7 @@ CHECKS = (
     quantization.lora_variants,
     export.export,
     evaluation.evaluation,
+    pipeline.pipeline,
     stages.stage_data,
     stages.online_rl,
 )
