@@ -147,7 +147,7 @@ LEARNED_ROWS = [
 
 @pytest.fixture(scope="module")
 def learned(tmp_path_factory):
-    """The tiny model fine-tuned (LoRA) on the answers of LEARNED_ROWS, as task=eval renders them."""
+    """An adapter (LoRA + the output head) trained on the answers of LEARNED_ROWS, as task=eval renders them."""
     from llmft.evaluate.benchmark import LETTERS, load_split, prompt_text
 
     root = tmp_path_factory.mktemp("learned")
@@ -165,9 +165,8 @@ def learned(tmp_path_factory):
         f"dataset.demo_sft.path={root / 'answers.json'}",
         "method.max_steps=120",
         "method.per_device_train_batch_size=12",
-        "method.lora_rank=32",
-        "method.lora_alpha=64",
-        "method.learning_rate=3e-2",
+        "method.additional_target=[lm_head]",  # trained in full, saved in the adapter
+        "method.learning_rate=1e-2",
         "method.save_steps=1000",
         "method.logging_steps=50",
     )
