@@ -61,6 +61,7 @@ def test_a_short_tiny_skills_pipeline_pretrains_finetunes_and_scores(tmp_path):
         "logger=none",
         f"hydra.run.dir={tmp_path}",
         'task.steps.pretrain=["task=train","method=full_pt","dataset=[skills_pt]","method.max_steps=2"]',
+        "method=lora_sft",  # the fine-tuning step: its adapter sits on the pre-trained model
         "method.max_steps=2",
         "data.max_samples=4",
         "generation.max_new_tokens=4",
