@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml .ci/constraints.txt
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[dev,sweep,wandb,swanlab,modelscope,board]" -c .ci/constraints.txt
+	$(PY) -m pip install -q -e ".[dev,sweep,wandb,swanlab,modelscope,board,eval]" -c .ci/constraints.txt
 	$(PY) -m pip install -q --no-deps hydra-optuna-sweeper==1.3.0  # its optuna<3 pin breaks SQLAlchemy 2
 	touch $(STAMP)
 

@@ -10,6 +10,7 @@ from omegaconf import DictConfig
 from llmft.config.tasks import TASKS
 from llmft.config.validate import validate
 from llmft.data.sources import check_data_settings
+from llmft.evaluate.suites import layout_problems
 
 
 def hydra_run_dir() -> Path:
@@ -19,8 +20,8 @@ def hydra_run_dir() -> Path:
 
 
 def check(cfg: DictConfig) -> None:
-    """Every compose-time check (the config's and the selected datasets'); raises ConfigError."""
-    validate(cfg, data_problems=check_data_settings(cfg))
+    """Every compose-time check (the config's, the data's and the benchmark files'); raises ConfigError."""
+    validate(cfg, data_problems=[*check_data_settings(cfg), *layout_problems(cfg.task)])
 
 
 def run(cfg: DictConfig, run_dir: Path | None = None) -> float | None:

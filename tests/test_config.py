@@ -39,7 +39,10 @@ NEEDS_PACKAGE = {
     ("hardware", "deepspeed_z3"): ("deepspeed", "pip install deepspeed"),
     ("hardware", "deepspeed_z3_offload"): ("deepspeed", "pip install deepspeed"),
 }
-NEEDS_INPUT = {("task", "export"): "task=export needs task.export_dir=<directory>"}
+NEEDS_INPUT = {
+    ("task", "export"): "task=export needs task.export_dir=<directory>",
+    ("task", "pipeline"): "task=pipeline needs task.steps",
+}
 
 
 def companions(group: str, option: str) -> list[str]:

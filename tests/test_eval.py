@@ -121,7 +121,7 @@ def test_a_question_is_never_its_own_example():
     [
         (
             "task.benchmark=mmlu_typo",
-            "task.benchmark='mmlu_typo' is neither a known benchmark (mmlu, demo_mc",
+            "task.benchmark='mmlu_typo' is neither a known benchmark (mmlu, ceval, cmmlu, lm_eval, demo_mc",
         ),
         ("task.benchmark=data/missing_mc.jsonl", "'data/missing_mc.jsonl' is neither a known benchmark"),
         ("task.n_shot=-1", "task.n_shot=-1 must be >= 0"),
@@ -131,3 +131,118 @@ def test_bad_benchmark_settings_fail_at_compose_time(override, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
         check(compose("task=eval", override))
     check(compose("task=eval", "task.benchmark=mmlu"))  # the hub benchmark needs no local file
+
+
+# A small set whose answers a tiny model can learn: 4 + 8 questions, each letter the answer 3 times.
+LEARNED_ROWS = [
+    _row(
+        "alpha" if i < 4 else "beta",
+        f"Which box holds the key, case {i}?",
+        ["red", "green", "blue", "black"],
+        i % 4,
+    )
+    for i in range(12)
+]
+
+
+@pytest.fixture(scope="module")
+def learned(tmp_path_factory):
+    """An adapter (LoRA + the output head) trained on the answers of LEARNED_ROWS, as task=eval renders them."""
+    from llmft.evaluate.benchmark import LETTERS, load_split, prompt_text
+
+    root = tmp_path_factory.mktemp("learned")
+    benchmark = root / "learned_mc.jsonl"
+    benchmark.write_text("".join(json.dumps(row) + "\n" for row in LEARNED_ROWS))
+    task = compose("task=eval", f"task.benchmark={benchmark}", "task.n_shot=0").task
+    answers = [
+        {"instruction": prompt_text(q, [], str(benchmark)), "output": LETTERS[q.answer]}
+        for q in load_split(task, "test")
+    ]
+    (root / "answers.json").write_text(json.dumps(answers))
+    train = compose(
+        "logger=none",
+        "dataset=demo_sft",
+        f"dataset.demo_sft.path={root / 'answers.json'}",
+        "method.max_steps=120",
+        "method.per_device_train_batch_size=12",
+        "method.additional_target=[lm_head]",  # trained in full, saved in the adapter
+        "method.learning_rate=1e-2",
+        "method.save_steps=1000",
+        "method.logging_steps=50",
+    )
+    run(train, run_dir=root / "train")
+    return benchmark, root / "train" / "adapter"
+
+
+def _accuracy(run_dir, benchmark, *overrides):
+    cfg = compose("task=eval", "logger=none", f"task.benchmark={benchmark}", "task.n_shot=0", *overrides)
+    objective = run(cfg, run_dir=run_dir)
+    return objective, json.loads((run_dir / "metrics.json").read_text())
+
+
+def test_a_model_trained_on_the_answers_scores_them_all_and_the_untrained_one_near_chance(learned, tmp_path):
+    benchmark, adapter = learned
+    trained, metrics = _accuracy(tmp_path / "trained", benchmark, f"model.adapter_path={adapter}")
+    assert trained == metrics["accuracy"] == 100.0
+    assert metrics["accuracy/subject/alpha"] == metrics["accuracy/subject/beta"] == 100.0
+    assert (metrics["questions/subject/alpha"], metrics["questions/subject/beta"]) == (4, 8)
+
+    untrained, metrics = _accuracy(tmp_path / "untrained", benchmark)
+    assert untrained <= 50.0  # 4 choices: chance is 25%
+    lines = _lines(tmp_path / "untrained")
+    for subject, count in (
+        ("alpha", 4),
+        ("beta", 8),
+    ):  # per subject: the share of its questions answered right
+        right = sum(line["correct"] for line in lines if line["subject"] == subject)
+        assert metrics[f"accuracy/subject/{subject}"] == pytest.approx(100 * right / count)
+    assert metrics["accuracy"] == pytest.approx(100 * sum(line["correct"] for line in lines) / 12)
+
+
+LM_EVAL_TASK = """\
+task: learned_local
+dataset_path: json
+dataset_kwargs:
+  data_files:
+    test: {data}
+test_split: test
+output_type: multiple_choice
+doc_to_text: "{{{{prompt}}}}"
+target_delimiter: ""
+doc_to_choice: ["A", "B", "C", "D"]
+doc_to_target: "{{{{answer}}}}"
+metric_list:
+  - metric: acc
+"""
+
+
+def test_lm_eval_scores_a_local_task_with_the_runs_adapter(learned, tmp_path):
+    pytest.importorskip("lm_eval")
+    from mlflow.tracking import MlflowClient
+
+    benchmark, adapter = learned
+    _accuracy(tmp_path / "rendered", benchmark)  # the chat-rendered prompts, as the harness must see them
+    docs = [
+        {"prompt": line["prompt"], "answer": "ABCD".index(line["answer"])}
+        for line in _lines(tmp_path / "rendered")
+    ]
+    (tmp_path / "docs.jsonl").write_text("".join(json.dumps(doc) + "\n" for doc in docs))
+    (tmp_path / "learned_local.yaml").write_text(LM_EVAL_TASK.format(data=tmp_path / "docs.jsonl"))
+
+    store = f"sqlite:///{tmp_path}/mlflow.db"
+    cfg = compose(
+        "task=eval",
+        "task.benchmark=lm_eval",
+        f"task.lm_eval_tasks=[{tmp_path / 'learned_local.yaml'}]",
+        "task.n_shot=0",
+        f"model.adapter_path={adapter}",
+        f"logger.tracking_uri={store}",
+    )
+    objective = run(cfg, run_dir=tmp_path / "lm_eval")
+    metrics = json.loads((tmp_path / "lm_eval" / "metrics.json").read_text())
+    assert metrics["lm_eval/learned_local/acc"] == 1.0  # the adapter's answers: it was loaded in process
+    assert objective == metrics["accuracy"] == 100.0
+    [recorded] = MlflowClient(tracking_uri=store).search_runs(
+        [e.experiment_id for e in MlflowClient(tracking_uri=store).search_experiments()]
+    )
+    assert recorded.data.metrics["lm_eval/learned_local/acc"] == 1.0

@@ -3,47 +3,61 @@
 from __future__ import annotations
 
 import json
-import math
 
 import pytest
 from conftest import compose
 
-from llmft.evaluate.metrics import corpus_bleu, generation_metrics, lcs_length, rouge_l, rouge_n, words
+from llmft.evaluate.metrics import generation_metrics, words
 from llmft.evaluate.predict import prompt_and_label
 from llmft.main import run
 
 
-def test_words_split_punctuation_and_cjk_characters():
-    assert words("The cat, 你好!") == ["the", "cat", ",", "你", "好", "!"]
+def test_words_are_jieba_words_without_whitespace():
+    assert words("The cat, 北京是中国的首都。") == [
+        "The",
+        "cat",
+        ",",
+        "北京",
+        "是",
+        "中国",
+        "的",
+        "首都",
+        "。",
+    ]
 
 
-def test_metrics_match_a_hand_computed_example():
+def test_metrics_equal_the_definitions_on_an_english_example():
     prediction, reference = "the cat sat on a mat", "the cat sat on the mat"
     # 6 words each. Unigrams: the, cat, sat, on, mat match (5 of 6; 'a' does not).
     # Bigrams: the-cat, cat-sat, sat-on match (3 of 5). Trigrams: the-cat-sat, cat-sat-on (2 of 4).
     # 4-grams: the-cat-sat-on (1 of 3). Equal lengths: no brevity penalty.
-    bleu = 100 * (5 / 6 * 3 / 5 * 2 / 4 * 1 / 3) ** (1 / 4)
-    assert corpus_bleu([prediction], [reference]) == pytest.approx(bleu)  # 53.728...
-    assert rouge_n(prediction, reference, 1) == pytest.approx(5 / 6)  # P = R = 5/6
-    assert rouge_n(prediction, reference, 2) == pytest.approx(3 / 5)
-    assert lcs_length(words(prediction), words(reference)) == 5  # the cat sat on mat
-    assert rouge_l(prediction, reference) == pytest.approx(5 / 6)
+    metrics = generation_metrics([prediction], [reference])
+    assert metrics["bleu-4"] == pytest.approx(100 * (5 / 6 * 3 / 5 * 2 / 4 * 1 / 3) ** 0.25)  # 53.728...
+    assert metrics["rouge-1"] == pytest.approx(100 * 5 / 6)  # P = R = 5/6
+    assert metrics["rouge-2"] == pytest.approx(100 * 3 / 5)
+    assert metrics["rouge-l"] == pytest.approx(100 * 5 / 6)  # LCS: the cat sat on mat
+    assert metrics["exact_match"] == 0
 
-    metrics = generation_metrics([prediction, "Paris."], [reference, "paris."])
-    assert metrics["rouge-1"] == pytest.approx(100 * (5 / 6 + 1) / 2)
-    assert metrics["rouge-2"] == pytest.approx(100 * (3 / 5 + 1) / 2)
-    assert metrics["exact_match"] == 0  # case counts for exact match
-    # corpus BLEU pools the counts: 1-grams 7/8, 2-grams 4/6, 3-grams 2/4, 4-grams 1/3
+
+def test_metrics_on_chinese_count_words_not_bytes():
+    prediction, reference = "北京是中国的首都。", "中国的首都是北京。"
+    # words: 北京 是 中国 的 首都 。 / 中国 的 首都 是 北京 。  (6 each, the same six)
+    # bigrams matching: 中国的, 的首都 (2 of 5); trigrams: 中国的首都 (1 of 4); 4-grams: none of 3,
+    # which sacrebleu's exponential smoothing counts as 1 / (2 * 3).
+    metrics = generation_metrics([prediction], [reference])
+    assert metrics["bleu-4"] == pytest.approx(100 * (1 * 2 / 5 * 1 / 4 * 1 / 6) ** 0.25)  # 35.93...
+    assert metrics["rouge-1"] == pytest.approx(100.0)
+    assert metrics["rouge-2"] == pytest.approx(40.0)
+    assert metrics["rouge-l"] == pytest.approx(100 * 4 / 6)  # LCS: 中国 的 首都 。
+
+
+def test_corpus_bleu_pools_counts_and_rouge_averages_samples():
+    predictions, references = ["the cat sat on a mat", "Paris ."], ["the cat sat on the mat", "Paris ."]
+    metrics = generation_metrics(predictions, references)
+    # 1-grams 7/8, 2-grams 4/6, 3-grams 2/4, 4-grams 1/3 over both samples
     assert metrics["bleu-4"] == pytest.approx(100 * (7 / 8 * 4 / 6 * 2 / 4 * 1 / 3) ** 0.25)
-
-
-def test_bleu_brevity_penalty_and_no_match():
-    # a 3-word prediction against a 6-word reference, every n-gram up to 3 matching... but no 4-gram: 0
-    assert corpus_bleu(["the cat sat"], ["the cat sat on the mat"]) == 0.0
-    # 4 of 6 words, all n-grams match: precision 1, brevity penalty exp(1 - 6/4)
-    assert corpus_bleu(["the cat sat on"], ["the cat sat on the mat"]) == pytest.approx(
-        100 * math.exp(1 - 6 / 4)
-    )
+    assert metrics["rouge-1"] == pytest.approx(100 * (5 / 6 + 1) / 2)
+    assert metrics["exact_match"] == 50
 
 
 def test_prompt_is_the_conversation_before_the_last_reply():

@@ -14,7 +14,9 @@ from omegaconf import MISSING
 
 @dataclass
 class TaskConfig:
-    name: str = "train"  # train | chat | serve | predict | eval | export | estimate | compare | board
+    name: str = (
+        "train"  # train | chat | serve | predict | eval | export | estimate | compare | board | pipeline
+    )
     objective: str = "eval_loss"  # metric run.py returns to sweepers (falls back to train_loss)
     host: str = "127.0.0.1"
     port: int = 8000
@@ -33,10 +35,18 @@ class TaskConfig:
     max_concurrent_requests: int = 16  # serve: requests generated together (the hf engine batches them)
     max_waiting_requests: int = 64  # serve: requests queued behind the running ones; more get 503
     batch_size: int = 8  # predict, eval: prompts run together (left-padded)
-    benchmark: str = "demo_mc"  # eval: mmlu (hub: cais/mmlu) | demo_mc (shipped) | a json/jsonl file path
+    # eval: mmlu | ceval | cmmlu (hub layouts) | lm_eval | demo_mc | skills_mc (shipped) | a json/jsonl file
+    benchmark: str = "demo_mc"
+    data_dir: str | None = None  # eval: a local copy of mmlu/ceval/cmmlu in its hub layout; None = download
     n_shot: int = 5  # eval: solved dev-split examples of the same subject before each question
-    eval_split: str = "test"  # eval: the split whose questions are scored (mmlu: test | validation | dev)
+    # eval: the split whose questions are scored; None = the benchmark's (test; ceval: val)
+    eval_split: str | None = None
     eval_subjects: list[str] = field(default_factory=list)  # eval: only these subjects; empty = all
+    lm_eval_tasks: list[str] = field(
+        default_factory=list
+    )  # eval, benchmark=lm_eval: task names or YAML files
+    # pipeline: step name -> overrides added to the job's for that step (each starts from the last's model)
+    steps: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass

@@ -13,4 +13,5 @@ TASKS = {
     "export": "llmft.export.task:export",
     "estimate": "llmft.model.memory:estimate_task",
     "board": "llmft.board.task:board",
+    "pipeline": "llmft.pipeline:run_pipeline",
 }

@@ -16,6 +16,7 @@ from llmft.config.checks import (
     hardware,
     hubs,
     models,
+    pipeline,
     quantization,
     ranges,
     serving,
@@ -40,6 +41,7 @@ CHECKS = (
     quantization.lora_variants,
     export.export,
     evaluation.evaluation,
+    pipeline.pipeline,
     stages.stage_data,
     stages.online_rl,
 )
@@ -48,8 +50,9 @@ CHECKS = (
 def validate(cfg: DictConfig, data_problems: Sequence[str] = ()) -> None:
     """Raise ConfigError listing every problem found in the composed config.
 
-    data_problems: what the data layer found (llmft.data.sources.check_data_settings: dataset files,
-    formats, the chat template are its knowledge; this layer only gathers them into the one report).
+    data_problems: what the data and evaluate layers found (llmft.data.sources.check_data_settings:
+    dataset files, formats and the chat template; llmft.evaluate.suites.layout_problems: benchmark
+    files); those are their knowledge, this layer only gathers them into the one report.
     """
     problems = [problem for check in CHECKS for problem in check(cfg)] + list(data_problems)
     if len(problems) == 1:

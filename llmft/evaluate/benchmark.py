@@ -1,8 +1,10 @@
-"""task=eval: multiple-choice benchmark accuracy (MMLU and the like).
+"""task=eval: multiple-choice benchmark accuracy (MMLU, C-Eval, CMMLU, shipped and own files).
 
-Each question, after n_shot solved examples from the dev split of its subject, is rendered through
-the model's chat template as one user turn with the generation prompt; the model's answer is the
-choice letter whose token has the highest next-token logit (no sampling, batched with left padding).
+Each question, after n_shot solved examples from the dev split of its subject, is rendered in the
+benchmark's language (C-Eval and CMMLU prompt in Chinese) through the model's chat template as one user
+turn with the generation prompt; the model's answer is the choice letter whose token has the highest
+next-token logit (no sampling, batched with left padding). task.benchmark=lm_eval hands the model to
+lm-evaluation-harness instead (llmft.evaluate.harness).
 Writes benchmark_predictions.jsonl (one line per question) and metrics.json (accuracy in percent,
 overall, per subject and per category) in the run dir, and prints the results table.
 """
@@ -20,12 +22,12 @@ from typing import Any
 from omegaconf import DictConfig
 from tqdm import tqdm
 
-from llmft.config.checks.evaluation import benchmark_file
+from llmft.config.checks.evaluation import LM_EVAL, benchmark_file
+from llmft.evaluate.suites import DEV_SPLIT, ENGLISH, SUITES, PromptStyle, scored_split, suite_rows
 
 log = logging.getLogger(__name__)
 PREDICTIONS_FILE = "benchmark_predictions.jsonl"
 LETTERS = "ABCDEFGHIJ"
-DEV_SPLIT = "dev"  # where the solved examples come from
 
 
 @dataclass(frozen=True)
@@ -72,13 +74,11 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
 def load_split(task: DictConfig, split: str) -> list[Question]:
     """The questions of one split of task.benchmark, limited to task.eval_subjects when set."""
     subjects = list(task.eval_subjects)
-    path = benchmark_file(task.benchmark)
-    if path is None:
-        from llmft.evaluate.mmlu import load_mmlu_rows
-
-        rows = load_mmlu_rows(split, subjects)
+    if (suite := SUITES.get(task.benchmark)) is not None:
+        rows = suite_rows(suite, task, split)
     else:  # rows without a split column are all scored, none is a solved example
-        rows = [row for row in read_rows(path) if row.get("split", task.eval_split) == split]
+        scored = scored_split(task)
+        rows = [row for row in read_rows(benchmark_file(task.benchmark)) if row.get("split", scored) == split]
     questions = [to_question(row, split, index) for index, row in enumerate(rows)]
     return [q for q in questions if not subjects or q.subject in subjects]
 
@@ -94,21 +94,24 @@ def few_shot_examples(question: Question, dev: list[Question], n_shot: int) -> l
     return pool[:n_shot]
 
 
-def format_question(question: Question, solved: bool) -> str:
+def format_question(question: Question, style: PromptStyle, solved: bool) -> str:
     lines = [question.question.strip()]
     lines += [f"{LETTERS[index]}. {choice}" for index, choice in enumerate(question.choices)]
-    lines.append(f"Answer: {LETTERS[question.answer]}" if solved else "Answer:")
+    lines.append(style.answer_line(LETTERS[question.answer] if solved else None))
     return "\n".join(lines)
 
 
-def prompt_text(question: Question, shots: list[Question]) -> str:
-    """The user turn: the instruction, the solved examples, then the question to answer."""
-    header = (
-        "The following are multiple choice questions (with answers) about "
-        f"{question.subject.replace('_', ' ')}. Answer with the letter of the correct choice."
-    )
+def prompt_text(question: Question, shots: list[Question], benchmark: str) -> str:
+    """The user turn, in the benchmark's language: the instruction, the solved examples, the question."""
+    suite = SUITES.get(benchmark)
+    style = suite.prompt if suite else ENGLISH
+    title = suite.title(question.subject) if suite else question.subject.replace("_", " ")
     return "\n\n".join(
-        [header, *(format_question(shot, True) for shot in shots), format_question(question, False)]
+        [
+            style.header.format(subject=title),
+            *(format_question(shot, style, True) for shot in shots),
+            format_question(question, style, False),
+        ]
     )
 
 
@@ -174,6 +177,10 @@ def evaluate_benchmark(cfg: DictConfig, run_dir: Path) -> float | None:
     from llmft.track.tracking import tracked_run
 
     with tracked_run(cfg, run_dir):
+        if cfg.task.benchmark == LM_EVAL:
+            from llmft.evaluate.harness import evaluate_with_harness
+
+            return evaluate_with_harness(cfg, run_dir)
         return _evaluate_benchmark(cfg, run_dir)
 
 
@@ -183,15 +190,15 @@ def _evaluate_benchmark(cfg: DictConfig, run_dir: Path) -> float | None:
     from llmft.train.components import chat_tokenizer
 
     task = cfg.task
-    questions = load_split(task, task.eval_split)
+    questions = load_split(task, scored_split(task))
     if not questions:
         raise ValueError(
-            f"task.benchmark={task.benchmark} has no questions in split {task.eval_split!r}"
+            f"task.benchmark={task.benchmark} has no questions in split {scored_split(task)!r}"
             + (f" for subjects {list(task.eval_subjects)}" if task.eval_subjects else "")
             + ": check task.eval_split and task.eval_subjects."
         )
     dev = load_split(task, DEV_SPLIT) if task.n_shot else []
-    prompts = [prompt_text(q, few_shot_examples(q, dev, task.n_shot)) for q in questions]
+    prompts = [prompt_text(q, few_shot_examples(q, dev, task.n_shot), task.benchmark) for q in questions]
 
     tokenizer = chat_tokenizer(cfg.model)
     tokenizer.padding_side = "left"

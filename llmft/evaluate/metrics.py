@@ -1,83 +1,60 @@
-"""Generation metrics, written out so their definition is plain: BLEU-4, ROUGE-1/2/L, exact match.
+"""Generation metrics from maintained libraries: BLEU-4 (sacrebleu), ROUGE-1/2/L (rouge-score), exact match.
 
-Texts are compared as word lists: lowercased, words and punctuation marks split apart, and each
-CJK character a word of its own (Chinese and Japanese have no spaces). Scores are percentages.
+Both see the same words: jieba's segmentation (as LLaMA-Factory does), which splits Chinese into words
+and leaves other scripts split at spaces and punctuation; whitespace is dropped. Scores are percentages.
 
-- BLEU-4 is corpus-level (Papineni et al. 2002): clipped n-gram matches summed over all samples
-  for n = 1..4, their geometric mean times the brevity penalty; 0 when some order has no match.
-- ROUGE-N and ROUGE-L are F1 scores (n-gram overlap; longest common subsequence) per sample,
-  averaged over samples.
+- BLEU-4 is sacrebleu's corpus BLEU over all samples (its default exponential smoothing, so an order
+  without a match lowers the score instead of zeroing it).
+- ROUGE-N and ROUGE-L are rouge-score's F1 per sample, averaged over samples.
 - exact_match: the prediction equals the label, ignoring surrounding whitespace.
 """
 
 from __future__ import annotations
 
-import math
-import re
-from collections import Counter
+import functools
+import logging
 from collections.abc import Sequence
 
-_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
-_WORD = re.compile(rf"[{_CJK}]|[^\s{_CJK}\W]+|[^\s\w]", re.UNICODE)
+
+@functools.cache
+def _jieba():
+    import jieba
+
+    jieba.setLogLevel(logging.WARNING)  # not "Building prefix dict..." on every run
+    return jieba
 
 
 def words(text: str) -> list[str]:
-    return _WORD.findall(text.lower())
+    return [word for word in _jieba().cut(text) if word.strip()]
 
 
-def ngrams(tokens: Sequence[str], n: int) -> Counter[tuple[str, ...]]:
-    return Counter(tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1))
+class _Words:
+    """rouge-score's tokenizer interface; its default one drops every non-ASCII word (all of Chinese)."""
+
+    def tokenize(self, text: str) -> list[str]:
+        return words(text)
 
 
-def corpus_bleu(predictions: Sequence[str], references: Sequence[str], max_order: int = 4) -> float:
-    matches = [0] * max_order
-    totals = [0] * max_order
-    prediction_length = reference_length = 0
-    for prediction, reference in zip(predictions, references, strict=True):
-        hyp, ref = words(prediction), words(reference)
-        prediction_length += len(hyp)
-        reference_length += len(ref)
-        for n in range(1, max_order + 1):
-            hyp_ngrams, ref_ngrams = ngrams(hyp, n), ngrams(ref, n)
-            matches[n - 1] += sum(min(count, ref_ngrams[gram]) for gram, count in hyp_ngrams.items())
-            totals[n - 1] += max(len(hyp) - n + 1, 0)
-    if min(matches) == 0:
-        return 0.0
-    log_precision = sum(math.log(m / t) for m, t in zip(matches, totals, strict=True)) / max_order
-    brevity = (
-        1.0 if prediction_length > reference_length else math.exp(1 - reference_length / prediction_length)
-    )
-    return 100 * brevity * math.exp(log_precision)
+def corpus_bleu(predictions: Sequence[str], references: Sequence[str]) -> float:
+    import sacrebleu
+
+    joined = [" ".join(words(prediction)) for prediction in predictions]
+    return sacrebleu.corpus_bleu(joined, [[" ".join(words(r)) for r in references]], tokenize="none").score
 
 
-def f1(overlap: int, predicted: int, reference: int) -> float:
-    if predicted == 0 and reference == 0:
-        return 1.0  # both empty: identical
-    if overlap == 0:
-        return 0.0
-    precision, recall = overlap / predicted, overlap / reference
-    return 2 * precision * recall / (precision + recall)
+def rouge(predictions: Sequence[str], references: Sequence[str]) -> dict[str, float]:
+    """Mean F1 of rouge-1, rouge-2 and rouge-l, in percent."""
+    from rouge_score.rouge_scorer import RougeScorer
 
-
-def rouge_n(prediction: str, reference: str, n: int) -> float:
-    hyp, ref = ngrams(words(prediction), n), ngrams(words(reference), n)
-    overlap = sum((hyp & ref).values())
-    return f1(overlap, sum(hyp.values()), sum(ref.values()))
-
-
-def lcs_length(a: Sequence[str], b: Sequence[str]) -> int:
-    previous = [0] * (len(b) + 1)
-    for item in a:
-        current = [0]
-        for j, other in enumerate(b):
-            current.append(previous[j] + 1 if item == other else max(previous[j + 1], current[j]))
-        previous = current
-    return previous[-1]
-
-
-def rouge_l(prediction: str, reference: str) -> float:
-    hyp, ref = words(prediction), words(reference)
-    return f1(lcs_length(hyp, ref), len(hyp), len(ref))
+    names = {"rouge1": "rouge-1", "rouge2": "rouge-2", "rougeL": "rouge-l"}
+    scorer = RougeScorer(list(names), tokenizer=_Words())
+    scores = [
+        scorer.score(reference, prediction)
+        for prediction, reference in zip(predictions, references, strict=True)
+    ]
+    return {
+        ours: 100 * sum(s[theirs].fmeasure for s in scores) / len(scores) for theirs, ours in names.items()
+    }
 
 
 def generation_metrics(predictions: Sequence[str], references: Sequence[str]) -> dict[str, float]:
@@ -88,12 +65,9 @@ def generation_metrics(predictions: Sequence[str], references: Sequence[str]) ->
         )
     if not predictions:
         raise ValueError("no predictions to score")
-    count = len(predictions)
-    pairs = list(zip(predictions, references, strict=True))
+    exact = sum(p.strip() == r.strip() for p, r in zip(predictions, references, strict=True))
     return {
         "bleu-4": corpus_bleu(predictions, references),
-        "rouge-1": 100 * sum(rouge_n(p, r, 1) for p, r in pairs) / count,
-        "rouge-2": 100 * sum(rouge_n(p, r, 2) for p, r in pairs) / count,
-        "rouge-l": 100 * sum(rouge_l(p, r) for p, r in pairs) / count,
-        "exact_match": 100 * sum(p.strip() == r.strip() for p, r in pairs) / count,
+        **rouge(predictions, references),
+        "exact_match": 100 * exact / len(predictions),
     }

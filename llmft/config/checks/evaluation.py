@@ -1,4 +1,8 @@
-"""What task=eval needs: a benchmark it can find and a usable number of shots."""
+"""What task=eval needs: a benchmark it can find and a usable number of shots.
+
+The hub benchmarks' file layouts are checked by llmft.evaluate.suites (called by llmft.main right
+after this), which knows their subjects and splits.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,9 @@ from omegaconf import DictConfig
 
 from llmft.config.paths import PROJECT_ROOT, resolve_local_path
 
-HUB_BENCHMARKS = {"mmlu": "cais/mmlu"}  # name -> hub dataset (one config per subject, and "all")
+# name -> hub dataset; read in the hub repo's own layout, from the hub or from task.data_dir
+HUB_BENCHMARKS = {"mmlu": "cais/mmlu", "ceval": "ceval/ceval-exam", "cmmlu": "haonan-li/cmmlu"}
+LM_EVAL = "lm_eval"  # lm-evaluation-harness runs task.lm_eval_tasks
 SHIPPED_BENCHMARKS = PROJECT_ROOT / "llmft" / "evaluate" / "benchmarks"  # <name>.jsonl, offline
 BENCHMARK_EXTENSIONS = (".json", ".jsonl")
 
@@ -19,7 +25,7 @@ def shipped_benchmarks() -> list[str]:
 
 def benchmark_file(name: str) -> Path | None:
     """The local file behind task.benchmark (a shipped name or a path), or None for a hub benchmark."""
-    if name in HUB_BENCHMARKS:
+    if name in HUB_BENCHMARKS or name == LM_EVAL:
         return None
     if (shipped := SHIPPED_BENCHMARKS / f"{name}.jsonl").is_file():
         return shipped
@@ -31,10 +37,16 @@ def evaluation(cfg: DictConfig) -> list[str]:
     if task.name != "eval":
         return problems
     name = task.benchmark
-    if name not in HUB_BENCHMARKS:
+    if name == LM_EVAL:
+        if not task.lm_eval_tasks:
+            problems.append(
+                "task.benchmark=lm_eval needs task.lm_eval_tasks: the harness's task names, e.g. "
+                "task.lm_eval_tasks=[arc_easy], or YAML files defining your own."
+            )
+    elif name not in HUB_BENCHMARKS:
         path = benchmark_file(name)
         if path is None or not path.is_file():
-            known = ", ".join([*HUB_BENCHMARKS, *shipped_benchmarks()])
+            known = ", ".join([*HUB_BENCHMARKS, LM_EVAL, *shipped_benchmarks()])
             problems.append(
                 f"task.benchmark={name!r} is neither a known benchmark ({known}) nor an existing file: "
                 "name one, or give the path of a json/jsonl file (columns question, subject, choices, answer)."
