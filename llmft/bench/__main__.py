@@ -160,6 +160,7 @@ def benchmark(workload: Workload, assets, arguments, out: Path) -> dict[str, Any
             write_json_line(out / "bench.jsonl", run)
             runs.append(run)
     cfg = _compose(_overrides(workload, assets, arguments, out / "cache" / f"{workload.name}-preprocess"))
+    preprocessing = preprocessing_rate(cfg, workload.stage)  # first: it needs the cache empty
     shape = ModelShape.from_dir(_model_dir(cfg))
     flops = workload.flops_per_token(shape, _mean_context(cfg, workload.stage))
     rate = statistics.median(rates)
@@ -174,7 +175,7 @@ def benchmark(workload: Workload, assets, arguments, out: Path) -> dict[str, Any
         "matmul_gflops": round(rate / 1e9, 1),
         "first_step_s_cold": statistics.median(run["first_step_s"] for run in runs if run["cache"] == "cold"),
         "first_step_s_warm": statistics.median(run["first_step_s"] for run in runs if run["cache"] == "warm"),
-        **preprocessing_rate(cfg, workload.stage),
+        **preprocessing,
         "peak_rss_mb": max(run["peak_rss_mb"] for run in runs),
         "final_loss": statistics.median(run["final_loss"] for run in runs),
         "runs": len(runs),

@@ -75,10 +75,17 @@ def preprocessing_rate(cfg: Any, stage: str) -> dict[str, float]:
     rates = {}
     for state in ("cold", "cached"):
         started = time.perf_counter()
-        train, validation = build(cfg, tokenizer)
-        rows = len(train) + (len(validation) if validation is not None else 0)
+        splits = [split for split in build(cfg, tokenizer) if split is not None]
+        rows = sum(_samples(split) for split in splits)
         rates[f"preprocess_rows_per_s_{state}"] = round(rows / (time.perf_counter() - started), 1)
     return rates
+
+
+def _samples(split: Any) -> int:
+    """Samples in a split; a packed row holds several (its seq_lengths)."""
+    if "seq_lengths" in split.column_names:
+        return sum(len(lengths) for lengths in split["seq_lengths"])
+    return len(split)
 
 
 def write_json_line(path: Path, record: dict[str, Any]) -> None:
