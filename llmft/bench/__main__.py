@@ -244,6 +244,11 @@ def main() -> None:
         f"\nmatmul {arguments.precision}: {summaries[0]['matmul_gflops']} GFLOP/s on {summaries[0]['device']}"
     )
     print(table(summaries))
+    overhead = tiny_step_overhead(arguments, out)
+    print(
+        f"\ntiny model: {overhead['step_ms']} ms per step, {overhead['forward_backward_ms']} ms of it forward "
+        f"+ backward: {overhead['step_overhead_ms']} ms of training-loop overhead"
+    )
     print(f"\nJSON lines: {out / 'bench.jsonl'}")
 
 
