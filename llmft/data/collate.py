@@ -44,8 +44,8 @@ class PaddingFreeCollator:
 
 @dataclass
 class PaddedCollator:
-    """Right-padded rows with an attention mask (data.padding_free=false; packed rows still get their
-    positions, so their samples stay apart)."""
+    """Right-padded rows with an attention mask (data.padding_free=false). Only for unpacked samples: a
+    padded packed row would let its samples attend to each other (llmft.train.sft.batch_collator)."""
 
     pad_token_id: int
 
