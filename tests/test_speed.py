@@ -4,9 +4,11 @@ use; and the benchmark itself runs and reports every figure."""
 
 from __future__ import annotations
 
+import copy
 import json
 import subprocess
 import sys
+from functools import partial
 
 import pytest
 import torch
@@ -17,6 +19,8 @@ from llmft.data.collate import PaddedCollator, PaddingFreeCollator
 from llmft.data.packing import best_fit_rows, pack
 from llmft.data.tokenize import IGNORE_INDEX
 from llmft.model.loader import load_model
+from llmft.model.logits import takes_logits_mask
+from llmft.model.unpad import unpad_decoder
 from llmft.train.components import chat_tokenizer
 
 
@@ -75,6 +79,61 @@ def test_padding_free_loss_equals_the_padded_batch(tiny):
         padded = model(**PaddedCollator(tokenizer.pad_token_id)(examples)).loss
         padding_free = model(**PaddingFreeCollator()(examples)).loss
     torch.testing.assert_close(padding_free, padded, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("collator", ["padding_free", "padded"])
+def test_logits_only_where_trained_leave_the_loss_and_its_gradient_unchanged(tiny, collator):
+    """Prompt tokens skip the LM head: fewer logits, the same loss and the same gradient."""
+    model, tokenizer = tiny
+    examples = samples(tokenizer)
+    make = (
+        PaddingFreeCollator if collator == "padding_free" else partial(PaddedCollator, tokenizer.pad_token_id)
+    )
+    full, trimmed = make()(examples), make(trained_logits_only=True)(examples)
+    targets = [label for example in examples for label in example["labels"][1:]]
+    trained = sum(label != IGNORE_INDEX for label in targets)
+    assert takes_logits_mask(model)
+
+    losses, gradients = [], []
+    for batch in (full, trimmed):
+        model.zero_grad()
+        output = model(**batch)
+        output.loss.backward()
+        losses.append(output.loss.detach())
+        gradients.append(model.model.layers[0].mlp.up_proj.weight.grad.clone())
+    model.zero_grad()
+    assert output.logits.shape[0] == trained < full["input_ids"].numel()  # the prompt's logits are skipped
+    torch.testing.assert_close(losses[1], losses[0], atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(gradients[1], gradients[0], atol=1e-6, rtol=1e-5)
+
+
+def test_padded_batches_run_padding_free_with_the_same_logits_and_gradient(tiny):
+    """DPO's padded [chosen; rejected] batches: the unpadded decoder gives every real token the same
+    logits and the weights the same gradient, and never sees a pad token."""
+    model, tokenizer = tiny
+    cfg = compose("model=tiny")
+    wrapped = load_model(cfg, tokenizer).eval()
+    assert unpad_decoder(wrapped)
+    unpadded = copy.deepcopy(wrapped)  # TRL's frozen reference is such a copy: it must run its own weights,
+    wrapped.get_decoder().layers[0].self_attn.q_proj.weight.data.zero_()  # not the original's
+    seen = []
+    unpadded.get_decoder().embed_tokens.register_forward_hook(
+        lambda module, args, out: seen.append(out.shape)
+    )
+    batch = PaddedCollator(tokenizer.pad_token_id)(samples(tokenizer))
+    real = batch["attention_mask"].bool()
+
+    logits, gradients = [], []
+    for each in (model, unpadded):
+        each.zero_grad()
+        output = each(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+        (output.logits[real].square().mean()).backward()
+        logits.append(output.logits[real].detach())
+        gradients.append(each.model.layers[0].self_attn.q_proj.weight.grad.clone())
+    model.zero_grad()
+    assert seen == [(1, int(real.sum()), model.config.hidden_size)]  # one row of real tokens only
+    torch.testing.assert_close(logits[1], logits[0], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(gradients[1], gradients[0], atol=1e-5, rtol=1e-4)
 
 
 def test_packed_rows_keep_every_sample_whole_and_apart(tiny):

@@ -203,8 +203,9 @@ class DataConfig:
     train_on_prompt: bool = False  # False: loss only on assistant tokens
     mask_history: bool = False  # True: train only the last assistant turn
     packing: bool = False  # pack samples into cutoff_len rows (more samples per step; each stays isolated)
-    # concatenate each batch into one row, no pad token computed (attention stays per sample); the loss is
-    # the padded batch's. false: right-padded rows with an attention mask
+    # no pad token computed: SFT concatenates each batch into one row, the pair, KTO and reward stages
+    # unpad their padded batches inside the decoder (attention stays per sample); the results are the
+    # padded batch's. false: padded rows with an attention mask
     padding_free: bool = True
     num_proc: int | None = None  # tokenising processes; default: one per core per 1000 rows
     mix_strategy: str = "concat"  # concat | interleave_under | interleave_over

@@ -35,15 +35,18 @@ def varlen_sdpa_attention(module, query, key, value, attention_mask, cu_seq_lens
     """query/key/value: [1, heads, T, head_dim]; returns [1, T, heads, head_dim] like transformers' sdpa."""
     if not _is_padding_free_batch(module, query, key, cu_seq_lens_q):
         return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
-    bounds = cu_seq_lens_q.tolist()
+    lengths = cu_seq_lens_q.diff().tolist()
+    dtype = query.dtype
+    if query.device.type == "cpu" and dtype in (torch.bfloat16, torch.float16):
+        # The CPU's flash-attention kernel is slower in bf16 than in fp32 on fine-tuning's short samples
+        # (measured fwd+bwd: 2.4x at 100 tokens, even at 1000): compute attention in fp32.
+        query, key, value = query.float(), key.float(), value.float()
+    # split, not slicing: its backward is one concatenation instead of a zero-filled copy per sample
     outputs = [
-        sdpa_attention_forward(
-            module, query[:, :, start:end], key[:, :, start:end], value[:, :, start:end], None, **kwargs
-        )[0]
-        for start, end in zip(bounds[:-1], bounds[1:], strict=False)
-        if end > start
+        sdpa_attention_forward(module, q, k, v, None, **kwargs)[0]
+        for q, k, v in zip(*(tensor.split(lengths, dim=2) for tensor in (query, key, value)), strict=True)
     ]
-    return torch.cat(outputs, dim=1), None
+    return torch.cat(outputs, dim=1).to(dtype), None
 
 
 AttentionInterface.register(VARLEN_SDPA, varlen_sdpa_attention)

@@ -9,6 +9,7 @@ from omegaconf import DictConfig
 from llmft.data.templates import apply_template
 from llmft.model.adapters import apply_finetuning, check_freeze_layers
 from llmft.model.loader import is_quantized, load_model, load_model_config, load_tokenizer
+from llmft.model.unpad import unpad_decoder
 
 
 def chat_tokenizer(model_cfg: DictConfig) -> Any:
@@ -25,4 +26,7 @@ def trainable_model(cfg: DictConfig, tokenizer: Any, head: str = "causal_lm") ->
         layers = load_model_config(cfg.model).get_text_config().num_hidden_layers
         check_freeze_layers(cfg.method.freeze_trainable_layers, layers)
     model = load_model(cfg, tokenizer, head=head)
-    return apply_finetuning(model, cfg.method, cfg.model, quantized=is_quantized(cfg))
+    model = apply_finetuning(model, cfg.method, cfg.model, quantized=is_quantized(cfg))
+    if cfg.data.padding_free:  # the padded batches of TRL's trainers (pairs, KTO, rewards) skip their padding
+        unpad_decoder(model)
+    return model

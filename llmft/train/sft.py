@@ -3,7 +3,8 @@
 llmft tokenises, masks and packs the data itself (llmft.data, cached), so the trainer only batches:
 padding-free by default (each batch one row, no pad token computed, attention kept per sample by
 llmft.model.attention), padded with data.padding_free=false. The loss is the plain next-token loss over
-the trained tokens; nothing else is computed from the logits each step.
+the trained tokens, from logits computed only at the positions it reads (llmft.data.collate); nothing
+else is computed from the logits each step.
 """
 
 from __future__ import annotations
@@ -17,17 +18,20 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 from llmft.data import build_sft_datasets
 from llmft.data.collate import PaddedCollator, PaddingFreeCollator
 from llmft.data.pipeline import packing_enabled
+from llmft.model.logits import takes_logits_mask
 from llmft.track.run_log import JsonlLogCallback
 from llmft.train.arguments import common_training_arguments
 from llmft.train.components import chat_tokenizer, trainable_model
 from llmft.train.fit import fit_and_save
 
 
-def batch_collator(cfg: DictConfig, tokenizer) -> PaddingFreeCollator | PaddedCollator:
-    """Packed rows are always padding-free: a padded row would let its samples attend to each other."""
+def batch_collator(cfg: DictConfig, tokenizer, model) -> PaddingFreeCollator | PaddedCollator:
+    """Packed rows are always padding-free: a padded row would let its samples attend to each other.
+    Logits are computed only where the loss reads them whenever the model allows it."""
+    trained_logits_only = takes_logits_mask(model)
     if cfg.data.padding_free or packing_enabled(cfg):
-        return PaddingFreeCollator()
-    return PaddedCollator(tokenizer.pad_token_id)
+        return PaddingFreeCollator(trained_logits_only)
+    return PaddedCollator(tokenizer.pad_token_id, trained_logits_only)
 
 
 def build_sft_trainer(
@@ -42,7 +46,7 @@ def build_sft_trainer(
 
     model = trainable_model(cfg, tokenizer)
 
-    collator = batch_collator(cfg, tokenizer)
+    collator = batch_collator(cfg, tokenizer, model)
     args = TrainingArguments(
         **{
             **common_training_arguments(cfg, run_dir, has_eval=eval_set is not None),
