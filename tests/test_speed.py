@@ -16,8 +16,7 @@ from datasets import Dataset
 from llmft.data.collate import PaddedCollator, PaddingFreeCollator
 from llmft.data.packing import best_fit_rows, pack
 from llmft.data.tokenize import IGNORE_INDEX
-from llmft.model.loader import load_model
-from llmft.train.components import chat_tokenizer
+from llmft.model.loader import chat_tokenizer, load_model
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from test_stage_data import pairs_dataset, write_pairs
 from llmft.infer.reward import RewardScorer
 from llmft.main import run
 from llmft.model.loader import is_reward_model
-from llmft.track.run_log import read_log
+from llmft.track.run_files import read_log
 
 QUICK = ("logger=none", "method.logging_steps=4", "method.eval_steps=1000", "method.save_steps=1000")
 HELD_OUT = [

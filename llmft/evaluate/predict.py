@@ -16,12 +16,12 @@ from typing import Any
 from omegaconf import DictConfig
 from tqdm import tqdm
 
+from llmft.config.run_dir import METRICS_FILE, PREDICTIONS_FILE
 from llmft.evaluate.metrics import generation_metrics
 from llmft.infer.engine import SamplingParams, build_engine, require_backend
 from llmft.track.tracking import tracked_run
 
 log = logging.getLogger(__name__)
-PREDICTIONS_FILE = "generated_predictions.jsonl"
 
 
 def prompt_and_label(row: dict[str, Any]) -> tuple[list[dict[str, str]], str] | None:
@@ -86,7 +86,7 @@ def _predict(cfg: DictConfig, run_dir: Path) -> float | None:
         "predict_runtime": runtime,
         "predict_samples_per_second": len(samples) / runtime if runtime else 0.0,
     }
-    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    (run_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     print(f"Predictions: {run_dir / PREDICTIONS_FILE}")
     print(
         "  ".join(

@@ -6,8 +6,7 @@ from typing import Any
 
 import torch
 
-from llmft.model.loader import DTYPE_NAMES, is_reward_model, resolve_model_path
-from llmft.train.components import chat_tokenizer
+from llmft.model.loader import DTYPE_NAMES, chat_tokenizer, is_reward_model, resolve_model_path
 
 
 def export_dtype(cfg: Any) -> torch.dtype | str:

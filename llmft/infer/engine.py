@@ -14,13 +14,7 @@ from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from llmft.config.checks.serving import backend_problem
-
-BACKENDS = {
-    "hf": "llmft.infer.hf_engine:HFEngine",
-    "vllm": "llmft.infer.vllm_engine:VLLMEngine",
-    "sglang": "llmft.infer.sglang_engine:SGLangEngine",
-}
+from llmft.infer.backends import BACKENDS, backend_problem
 
 
 @dataclass(frozen=True)

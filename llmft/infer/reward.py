@@ -8,8 +8,7 @@ from typing import Any
 import torch
 
 from llmft.infer.engine import served_model_name
-from llmft.model.loader import resolve_device, resolve_dtype, resolve_model_path
-from llmft.train.components import chat_tokenizer
+from llmft.model.loader import chat_tokenizer, resolve_device, resolve_dtype, resolve_model_path
 
 
 class RewardScorer:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from llmft.config.checks.serving import LOOPBACK_HOSTS
 from llmft.config.errors import ConfigError
+from llmft.infer.access import LOOPBACK_HOSTS, TOKEN_ENV
 from llmft.infer.engine import SamplingParams, build_engine, require_backend
 
 log = logging.getLogger(__name__)
@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 
 def api_key(cfg: DictConfig) -> str | None:
     """task.api_key, else the LLMFT_API_KEY environment variable (kept out of saved configs)."""
-    return cfg.task.api_key or os.environ.get("LLMFT_API_KEY") or None
+    return cfg.task.api_key or os.environ.get(TOKEN_ENV) or None
 
 
 def check_port(host: str, port: int) -> None:

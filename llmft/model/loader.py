@@ -13,9 +13,9 @@ from typing import Any
 
 import torch
 
-from llmft.config.checks.models import model_dir_problem
-from llmft.config.checks.stages import is_reward_directory
 from llmft.config.hubs import MODELSCOPE_INSTALL, uses_modelscope
+from llmft.data.templates import apply_template
+from llmft.model.directories import is_reward_directory, model_dir_problem
 from llmft.model.errors import ModelError
 from llmft.model.quantization import PREQUANTIZED, check_prequantized_checkpoint
 from llmft.model.tiny import ensure_tiny_model
@@ -131,6 +131,14 @@ def load_tokenizer(model_cfg: Any, chat_template: str | None = None):
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "right"
+    return tokenizer
+
+
+def chat_tokenizer(model_cfg: Any) -> Any:
+    """The model's tokenizer with model.template applied (None keeps the tokenizer's own template): what
+    training, inference, reward scoring and export all render conversations with."""
+    tokenizer = load_tokenizer(model_cfg)
+    apply_template(tokenizer, model_cfg.template)
     return tokenizer
 
 

@@ -112,7 +112,7 @@ class RewardModel(Reward):
         """From an rm run dir (its adapter/ or model/) or a reward model directory (full or LoRA)."""
         from transformers import AutoModelForSequenceClassification
 
-        from llmft.config.checks.stages import reward_model_dir
+        from llmft.model.directories import reward_model_dir
         from llmft.model.loader import load_tokenizer
 
         directory = reward_model_dir(path)

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 from omegaconf import DictConfig
+
+from llmft.model.directories import reward_model_problem
 
 # Stages that train on chosen/rejected pairs.
 PAIRWISE_STAGES = ("rm", "dpo")
@@ -43,40 +42,6 @@ def stage_data(cfg: DictConfig) -> list[str]:
 
 # Online RL stages: they sample replies to prompts and score them with a reward model or functions.
 RL_STAGES = ("ppo", "grpo", "rloo")
-
-
-def reward_model_dir(path: str) -> Path:
-    """method.reward_model as a directory to load: an rm run dir means its adapter/ (or model/)."""
-    for artefact in ("adapter", "model"):
-        if (Path(path) / artefact).is_dir():
-            return Path(path) / artefact
-    return Path(path)
-
-
-def is_reward_directory(directory: Path) -> bool:
-    """A SEQ_CLS LoRA adapter, or a checkpoint whose architecture has a sequence-classification head
-    (read from its JSON files only: no weights are loaded)."""
-    adapter, config = directory / "adapter_config.json", directory / "config.json"
-    if adapter.is_file():
-        return json.loads(adapter.read_text(encoding="utf-8")).get("task_type") == "SEQ_CLS"
-    architectures = (
-        json.loads(config.read_text(encoding="utf-8")).get("architectures") if config.is_file() else None
-    )
-    return any(name.endswith("ForSequenceClassification") for name in architectures or [])
-
-
-def reward_model_problem(path: str) -> str | None:
-    """Why method.reward_model cannot be loaded as a reward model (read from its JSON files), or None."""
-    directory = reward_model_dir(path)
-    if not directory.is_dir():
-        return f"method.reward_model={path!r} does not exist. Fix: give an rm run dir or a reward model directory."
-    if is_reward_directory(directory):
-        return None
-    return (
-        f"method.reward_model={path!r} is not a reward model ({directory} holds no sequence-classification "
-        "model or SEQ_CLS adapter; an SFT adapter, say, cannot score replies). Fix: train one with "
-        "method=lora_rm and give its run dir, or use method.reward_funcs."
-    )
 
 
 def online_rl(cfg: DictConfig) -> list[str]:
