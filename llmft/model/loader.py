@@ -253,27 +253,36 @@ def _model_class(head: str):
     return AutoModelForCausalLM if head == "causal_lm" else AutoModelForSequenceClassification
 
 
-def load_model(cfg: Any, tokenizer, *, for_training: bool = True, head: str = "causal_lm"):
+def load_model(
+    cfg: Any,
+    tokenizer,
+    *,
+    for_training: bool = True,
+    head: str = "causal_lm",
+    dtype: Any = None,
+    device_map: Any = None,
+):
     """The base model of the composed config `cfg` (model, quantization, hardware groups).
 
     head="sequence_classification" puts a one-output score head on the decoder (a reward model; the head
     is new unless the checkpoint has one) and tells it the pad token, which it needs to find each
     sequence's last token. Training: weights stay on the CPU for the trainer to place (quantized ones go
     straight to their device), use_cache off. Inference: placed on the device, in eval mode, with
-    model.adapter_path applied.
+    model.adapter_path applied. dtype and device_map (export: task.export_dtype, task.export_device)
+    replace those of cfg.model and cfg.hardware.
     """
     model_class = _model_class(head)
 
     model_cfg = cfg.model
     device = resolve_device(cfg.hardware)
-    dtype = resolve_dtype(model_cfg, cfg.hardware)
+    dtype = dtype or resolve_dtype(model_cfg, cfg.hardware)
     kwargs: dict[str, Any] = {
         "dtype": dtype,
         "attn_implementation": _attn_implementation(model_cfg.attn_implementation, device, for_training),
         "revision": model_cfg.revision,
         "trust_remote_code": model_cfg.trust_remote_code,
     }
-    device_map: Any = "cpu" if device == "cpu" else {"": _local_cuda_device()}
+    device_map = device_map or ("cpu" if device == "cpu" else {"": _local_cuda_device()})
     if cfg.quantization.method in PREQUANTIZED:  # the checkpoint carries its own quantization_config
         check_prequantized_checkpoint(
             cfg.quantization.method,

@@ -36,7 +36,7 @@ from transformers import TrainerCallback, TrainerControl, TrainerState, get_sche
 
 from llmft.config.run_dir import COMPLETE_MARKER, checkpoint_path, checkpoint_step
 from llmft.data.prompts import build_prompt_dataset
-from llmft.model.loader import chat_tokenizer, resolve_device, resolve_dtype, resolve_precision
+from llmft.model.loader import chat_tokenizer, resolve_device, resolve_precision
 from llmft.model.save import save_trained
 from llmft.track.run_files import read_log
 from llmft.track.run_log import JsonlLogCallback
@@ -85,7 +85,7 @@ def run_ppo(
     device = resolve_device(cfg.hardware)
     tokenizer = chat_tokenizer(cfg.model)
     prompts = build_prompt_dataset(cfg, tokenizer)
-    rewards = build_rewards(method, device, resolve_dtype(cfg.model, cfg.hardware))
+    rewards = build_rewards(cfg)
     model, value_head = load_policy(cfg, tokenizer, device)
 
     stream = PromptStream(len(prompts), method.per_device_train_batch_size, cfg.seed)

@@ -1,6 +1,6 @@
 """Reward modelling: a one-output score head learns to rank chosen above rejected, via TRL's RewardTrainer.
 
-The result loads where reward models are used: `task=serve` (/v1/score, llmft.infer.reward) and a later
+The result loads where reward models are used: `task=serve` (/v1/score, llmft.model.reward) and a later
 ppo run's `method.reward_model`. LoRA saves adapter/ with task_type SEQ_CLS and the trained score head;
 full and freeze save model/ as a *ForSequenceClassification checkpoint.
 """
