@@ -142,6 +142,16 @@ def test_cli_config_error_is_one_clear_message_and_no_torch():
     assert "hydra" in imported and "torch" not in imported
 
 
+def test_a_stage_knob_the_chosen_stage_ignores_is_named_with_the_stage(caplog):
+    with caplog.at_level("WARNING", logger="llmft.checks.validate"):
+        check(compose("method.pref_beta=0.5"))  # a dpo/kto knob, on the default sft method
+        check(compose("method=lora_dpo", "dataset=demo_dpo", "method.pref_beta=0.5"))  # read by dpo: silent
+    assert [record.getMessage() for record in caplog.records] == [
+        "method.pref_beta=0.5 is ignored by method.stage=sft (it applies to dpo, kto): drop it, or pick a "
+        "method of that stage."
+    ]
+
+
 DEEP_LEARNING_PACKAGES = ("torch", "transformers", "trl", "peft", "datasets")
 
 

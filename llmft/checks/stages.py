@@ -2,42 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from omegaconf import DictConfig
 
+from llmft.config.schema import MethodConfig
+from llmft.data.sources import STAGE_DATA, data_kind_problems
 from llmft.model.directories import reward_model_problem
-
-# Stages that train on chosen/rejected pairs.
-PAIRWISE_STAGES = ("rm", "dpo")
 
 
 def stage_data(cfg: DictConfig) -> list[str]:
-    """Each selected dataset holds what the stage trains on (pairs, KTO labels, plain text, chats)."""
-    stage, problems = cfg.method.stage, []
-    for name, entry in cfg.dataset.items():
-        ranking, tagged = entry.ranking, bool(entry.columns.kto_tag)
-        where = f"dataset.{name}: method.stage={stage}"
-        if stage in PAIRWISE_STAGES and not ranking:
-            problems.append(
-                f"{where} trains on preference pairs, but the entry has no ranking: true. Fix: set ranking: true "
-                "with columns.chosen and columns.rejected, or pick a pairs dataset (e.g. dataset=demo_dpo)."
-            )
-        elif stage == "kto" and not (ranking or tagged):
-            problems.append(
-                f"{where} needs desirable/undesirable labels or preference pairs, but the entry has neither. "
-                "Fix: map the label with columns.kto_tag, set ranking: true, or pick dataset=demo_kto."
-            )
-        elif stage == "pt" and entry.formatting != "text":
-            problems.append(
-                f"{where} trains on plain text, but the entry is formatting: {entry.formatting}. Fix: use "
-                "formatting: text with columns.text naming the text column, or pick dataset=demo_pt."
-            )
-        elif stage == "sft" and (ranking or tagged):
-            kind = "preference pairs (ranking: true)" if ranking else "KTO labels (columns.kto_tag)"
-            problems.append(
-                f"{where} would train on every reply, but the entry holds {kind}. Fix: pick a method for it "
-                "(method=lora_dpo, lora_rm or lora_kto), or an SFT dataset."
-            )
-    return problems
+    """Each selected dataset holds what the stage trains on (pairs, KTO labels, plain text, chats, prompts)."""
+    stage = cfg.method.stage
+    return data_kind_problems(cfg.dataset, STAGE_DATA[stage], f"method.stage={stage}")
 
 
 # Online RL stages: they sample replies to prompts and score them with a reward model or functions.
@@ -83,10 +60,42 @@ def online_rl(cfg: DictConfig) -> list[str]:
         problems.append(
             "method.temperature and method.max_completion_length must be > 0 (sampling is the point)."
         )
-    problems += [
-        f"dataset.{name}: method.stage={method.stage} samples replies to prompts, but the entry is plain text. "
-        "Fix: pick a conversational dataset (e.g. dataset=demo_sft)."
-        for name, entry in cfg.dataset.items()
-        if entry.formatting == "text"
+    return problems  # the datasets' kind: stage_data
+
+
+# The stage knobs of MethodConfig and the stages that read them; the others ignore them.
+STAGE_KNOBS = {
+    "packing": ("pt", "sft"),
+    "pref_loss": ("dpo",),
+    "pref_beta": ("dpo", "kto"),
+    "pref_ftx": ("dpo",),
+    "precompute_ref_log_probs": ("dpo",),
+    "simpo_gamma": ("dpo",),
+    "kto_desirable_weight": ("kto",),
+    "kto_undesirable_weight": ("kto",),
+    **dict.fromkeys(
+        ("reward_model", "reward_funcs", "max_completion_length", "temperature", "kl_coef", "cliprange"),
+        RL_STAGES,
+    ),
+    "ppo_epochs": RL_STAGES,
+    "num_generations": ("grpo", "rloo"),
+    **dict.fromkeys(("mini_batch_size", "gamma", "lam", "cliprange_value", "vf_coef"), ("ppo",)),
+}
+METHOD_DEFAULTS = {field.name: field for field in dataclasses.fields(MethodConfig)}
+
+
+def _default(knob: str):
+    field = METHOD_DEFAULTS[knob]
+    return field.default_factory() if field.default_factory is not dataclasses.MISSING else field.default
+
+
+def ignored_knobs(cfg: DictConfig) -> list[str]:
+    """Stage knobs set away from their default for a stage that does not read them (warnings, not errors:
+    the run is still what the user asked for, less the knob)."""
+    stage = cfg.method.stage
+    return [
+        f"method.{knob}={cfg.method[knob]} is ignored by method.stage={stage} (it applies to "
+        f"{', '.join(stages)}): drop it, or pick a method of that stage."
+        for knob, stages in STAGE_KNOBS.items()
+        if stage not in stages and cfg.method[knob] != _default(knob)
     ]
-    return problems

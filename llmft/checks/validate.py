@@ -7,6 +7,8 @@ files); they are run here too, so one report holds every problem.
 
 from __future__ import annotations
 
+import logging
+
 from omegaconf import DictConfig
 
 from llmft.checks import (
@@ -27,6 +29,7 @@ from llmft.config.errors import ConfigError
 from llmft.data.sources import check_data_settings
 from llmft.evaluate.suites import layout_problems
 
+log = logging.getLogger(__name__)
 CHECKS = (
     basics.unknown_top_level,
     basics.choices,
@@ -52,7 +55,10 @@ CHECKS = (
 
 
 def validate(cfg: DictConfig) -> None:
-    """Raise ConfigError listing every problem found in the composed config."""
+    """Raise ConfigError listing every problem found in the composed config; warn of settings the run
+    will ignore."""
+    for warning in stages.ignored_knobs(cfg):
+        log.warning(warning)
     problems = [problem for check in CHECKS for problem in check(cfg)]
     if len(problems) == 1:
         raise ConfigError(problems[0])

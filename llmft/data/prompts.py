@@ -20,6 +20,7 @@ from datasets import Dataset
 
 from llmft.data.errors import DataError
 from llmft.data.loader import load_canonical
+from llmft.data.sources import require_data_kind
 
 logger = logging.getLogger(__name__)
 
@@ -42,12 +43,8 @@ def build_prompt_dataset(cfg: Any, tokenizer: Any) -> Dataset:
 
     Prompts longer than data.cutoff_len tokens are dropped (and counted); text-only datasets are refused.
     """
+    require_data_kind(cfg.dataset, "prompts")
     rows = load_canonical(cfg.dataset, cfg.data, cfg.seed).shuffle(seed=cfg.seed)
-    if rows.num_rows and rows[0]["text"] is not None:
-        raise DataError(
-            "online RL needs prompts, but the selected dataset holds plain text (formatting: text). "
-            "Fix: choose a conversational dataset (alpaca, sharegpt or openai formatting)."
-        )
     prompts, conversations, references, too_long = [], [], [], 0
     for row in rows:
         messages, reference = prompt_turns(row)
