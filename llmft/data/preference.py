@@ -18,6 +18,7 @@ from typing import Any
 from datasets import Dataset, Features, List, Value
 
 from llmft.data.cache import cache_dir, cache_key, load_cached, save_cached
+from llmft.data.canonical import prompt_and_reply
 from llmft.data.errors import DataError
 from llmft.data.loader import load_canonical
 from llmft.data.pipeline import split_validation
@@ -34,11 +35,6 @@ KTO_FEATURES = Features(
 )
 
 
-def _prompt(row: dict[str, Any]) -> list[dict[str, str]]:
-    system = [{"role": "system", "content": row["system"]}] if row["system"] else []
-    return system + [{"role": m["role"], "content": m["content"]} for m in row["messages"]]
-
-
 def _reply(text: str) -> list[dict[str, str]]:
     return [{"role": "assistant", "content": text}]
 
@@ -52,7 +48,7 @@ def pair_rows(rows: Dataset) -> Dataset:
             row = dict(zip(batch, values, strict=True))
             if row["chosen"] is None:
                 raise DataError("a row without chosen/rejected replies reached a pairwise stage.")
-            out["prompt"].append(_prompt(row))
+            out["prompt"].append(prompt_and_reply(row)[0])
             out["chosen"].append(_reply(row["chosen"]))
             out["rejected"].append(_reply(row["rejected"]))
             out["tools"].append(row["tools"] or None)
@@ -77,12 +73,12 @@ def kto_rows(rows: Dataset) -> Dataset:
 
         for values in zip(*batch.values(), strict=True):
             row = dict(zip(batch, values, strict=True))
+            prompt, reply = prompt_and_reply(row)
             if row["chosen"] is not None:
-                add(_prompt(row), row["chosen"], True, row["tools"])
-                add(_prompt(row), row["rejected"], False, row["tools"])
+                add(prompt, row["chosen"], True, row["tools"])
+                add(prompt, row["rejected"], False, row["tools"])
             elif row["kto_tag"] is not None:
-                *context, last = row["messages"]
-                add(_prompt({**row, "messages": context}), last["content"], row["kto_tag"], row["tools"])
+                add(prompt, reply, row["kto_tag"], row["tools"])
             else:
                 raise DataError(
                     "a row with neither a KTO label nor chosen/rejected replies reached the kto stage."

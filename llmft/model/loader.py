@@ -22,7 +22,6 @@ from llmft.model.tiny import ensure_tiny_model
 
 logger = logging.getLogger(__name__)
 
-PRECISIONS = ("fp32", "bf16", "fp16")
 PRECISION_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 DTYPE_NAMES = {
     "float32": torch.float32,
@@ -151,8 +150,6 @@ def resolve_device(hardware_cfg: Any) -> str:
         raise RuntimeError(
             "hardware.device=cuda but no CUDA GPU is visible; use hardware=cpu or hardware=auto"
         )
-    if device not in ("cuda", "cpu"):
-        raise ValueError(f"hardware.device={device!r} is not one of: auto, cpu, cuda")
     return device
 
 
@@ -165,8 +162,6 @@ def resolve_precision(hardware_cfg: Any) -> str:
         if device == "cpu":
             return "fp32"
         return "bf16" if bf16_ok else "fp16"
-    if precision not in PRECISIONS:
-        raise ValueError(f"hardware.precision={precision!r} is not one of: auto, {', '.join(PRECISIONS)}")
     if precision == "fp16" and device == "cpu":
         raise ValueError("hardware.precision=fp16 needs a CUDA GPU; on the CPU use fp32 or bf16")
     if precision == "bf16" and not bf16_ok:
@@ -178,8 +173,6 @@ def resolve_dtype(model_cfg: Any, hardware_cfg: Any) -> torch.dtype:
     """Weight dtype: the preset's explicit dtype, or the run's precision when 'auto'."""
     if model_cfg.dtype == "auto":
         return PRECISION_DTYPES[resolve_precision(hardware_cfg)]
-    if model_cfg.dtype not in DTYPE_NAMES:
-        raise ValueError(f"model.dtype={model_cfg.dtype!r} is not one of: auto, float32, bfloat16, float16")
     dtype = DTYPE_NAMES[model_cfg.dtype]
     if (
         dtype == torch.bfloat16
@@ -215,15 +208,13 @@ def _quantization_config(quant_cfg: Any, dtype: torch.dtype):
 
     if quant_cfg.method == "bnb_8bit":
         return BitsAndBytesConfig(load_in_8bit=True)
-    if quant_cfg.method == "bnb_4bit":
-        compute_dtype = dtype if quant_cfg.compute_dtype == "auto" else DTYPE_NAMES[quant_cfg.compute_dtype]
-        return BitsAndBytesConfig(
-            load_in_4bit=True,
-            bnb_4bit_quant_type=quant_cfg.quant_type,
-            bnb_4bit_use_double_quant=quant_cfg.double_quant,
-            bnb_4bit_compute_dtype=compute_dtype,
-        )
-    raise ValueError(f"quantization.method={quant_cfg.method!r} is not one of: none, bnb_4bit, bnb_8bit")
+    compute_dtype = dtype if quant_cfg.compute_dtype == "auto" else DTYPE_NAMES[quant_cfg.compute_dtype]
+    return BitsAndBytesConfig(  # bnb_4bit
+        load_in_4bit=True,
+        bnb_4bit_quant_type=quant_cfg.quant_type,
+        bnb_4bit_use_double_quant=quant_cfg.double_quant,
+        bnb_4bit_compute_dtype=compute_dtype,
+    )
 
 
 def load_model_config(model_cfg: Any) -> Any:
