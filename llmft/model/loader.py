@@ -192,9 +192,8 @@ def _attn_implementation(requested: str, device: str, for_training: bool) -> str
 
         return VARLEN_SDPA
     if requested.startswith("flash_attention"):
-        package = "flash_attn_interface" if requested == "flash_attention_3" else "flash_attn"
-        if device != "cuda" or importlib.util.find_spec(package) is None:
-            logger.warning("%s needs a CUDA GPU and the %s package; using sdpa", requested, package)
+        if device != "cuda" or importlib.util.find_spec("flash_attn") is None:
+            logger.warning("%s needs a CUDA GPU and the flash_attn package; using sdpa", requested)
             return "sdpa"
     return requested
 
