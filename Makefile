@@ -1,4 +1,4 @@
-# make setup | demo | test | lint  (each target sets itself up on a fresh machine)
+# make setup | demo | test | lint  (each target sets itself up on a fresh machine; lint = ruff + layer contract)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.llmft-installed
@@ -25,6 +25,7 @@ test: setup
 lint: setup
 	$(VENV)/bin/ruff check llmft tests run.py hydra_plugins
 	$(VENV)/bin/ruff format --check llmft tests run.py hydra_plugins
+	$(VENV)/bin/lint-imports  # the layer contract: [tool.importlinter] in pyproject.toml
 
 clean:
 	rm -rf outputs multirun .pytest_cache

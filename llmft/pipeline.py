@@ -13,15 +13,17 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from llmft.config.errors import ConfigError
+from llmft.config.run_dir import ADAPTER_DIR, trained_result
 
 
 def trained_model_overrides(step_dir: Path, carried: list[str]) -> list[str]:
     """The overrides that make the next step start from what this step left (unchanged when nothing)."""
-    if (step_dir / "model").is_dir():
-        return [f"model.name_or_path={step_dir / 'model'}", "model.adapter_path=null"]
-    if (step_dir / "adapter").is_dir():
-        return [*carried, f"model.adapter_path={step_dir / 'adapter'}"]
-    return carried
+    result = trained_result(step_dir)
+    if result is None:
+        return carried
+    if result.name == ADAPTER_DIR:
+        return [*carried, f"model.adapter_path={result}"]
+    return [f"model.name_or_path={result}", "model.adapter_path=null"]
 
 
 def job_overrides() -> list[str]:

@@ -29,7 +29,6 @@ def run_killed(kill_dir: Path, kill_step: int, *arguments: str) -> subprocess.Co
 def main(kill_dir: Path, kill_step: int, arguments: list[str]) -> None:
     sys.path.insert(0, str(ROOT))
     from llmft.track import run_log
-    from llmft.train import ppo
 
     append_log = run_log.append_log
 
@@ -38,7 +37,7 @@ def main(kill_dir: Path, kill_step: int, arguments: list[str]) -> None:
         if Path(run_dir).resolve() == kill_dir and step >= kill_step:
             os.kill(os.getpid(), signal.SIGKILL)
 
-    run_log.append_log = ppo.append_log = append_then_die  # the Trainer's log callback, and PPO's loop
+    run_log.append_log = append_then_die  # the log callback of the Trainer and of PPO's loop
     sys.argv = [str(ROOT / "run.py"), *arguments]
     runpy.run_path(str(ROOT / "run.py"), run_name="__main__")
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from conftest import compose, run_cli
 
-from llmft.config.checks.ranges import LR_SCHEDULERS
+from llmft.checks.ranges import LR_SCHEDULERS
 from llmft.config.errors import explain_config_errors
 
 ADAPTERLESS_DIR = "llmft/data/demo"  # a directory that exists but holds no adapter

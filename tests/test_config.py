@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import subprocess
+import sys
 
 import pytest
 from conftest import CONF_DIR, compose, run_cli
@@ -138,6 +140,35 @@ def test_cli_config_error_is_one_clear_message_and_no_torch():
         line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if "import time:" in line
     }
     assert "hydra" in imported and "torch" not in imported
+
+
+def test_a_stage_knob_the_chosen_stage_ignores_is_named_with_the_stage(caplog):
+    with caplog.at_level("WARNING", logger="llmft.checks.validate"):
+        check(compose("method.pref_beta=0.5"))  # a dpo/kto knob, on the default sft method
+        check(compose("method=lora_dpo", "dataset=demo_dpo", "method.pref_beta=0.5"))  # read by dpo: silent
+    assert [record.getMessage() for record in caplog.records] == [
+        "method.pref_beta=0.5 is ignored by method.stage=sft (it applies to dpo, kto): drop it, or pick a "
+        "method of that stage."
+    ]
+
+
+DEEP_LEARNING_PACKAGES = ("torch", "transformers", "trl", "peft", "datasets")
+
+
+def test_composing_and_checking_a_config_imports_no_deep_learning_library():
+    """Every module of llmft.config and llmft.checks (and the domain facts they read), imported in a fresh
+    interpreter, leaves torch, transformers, trl, peft and datasets unloaded: validation stays quick."""
+    probe = f"""
+import importlib, pkgutil, sys
+import llmft.checks, llmft.config
+for package in (llmft.config, llmft.checks):
+    for module in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
+        importlib.import_module(module.name)
+print(sorted(name for name in {DEEP_LEARNING_PACKAGES!r} if name in sys.modules))
+"""
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
 
 
 def test_cli_prints_the_composed_config_and_the_groups():

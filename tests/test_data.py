@@ -472,6 +472,6 @@ def test_cache_notices_an_edited_source_file(tmp_path, configure, tokenizer, cou
 
 def test_sft_refuses_preference_data(configure, tokenizer):
     with pytest.raises(
-        DataError, match=r"dataset 'demo_dpo' holds preference pairs .*pick a dpo/rm/kto method"
+        DataError, match=r"dataset.demo_dpo: .* holds preference pairs \(ranking: true\).*method=lora_dpo"
     ):
         pipeline.build_sft_datasets(configure("dataset=demo_dpo"), tokenizer)

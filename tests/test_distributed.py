@@ -63,7 +63,7 @@ def _finish_training_as_rank(rank: int, init_file: str, run_dir: str, errors) ->
     import torch.distributed as dist
     from transformers import TrainerState
 
-    from llmft.launch.callbacks import ReplicaRecord
+    from llmft.train.callbacks import ReplicaRecord
 
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
     try:

@@ -47,8 +47,7 @@ def custom_run(tmp_path_factory):
 
 
 def test_predictions_are_the_letters_with_the_highest_logit(custom_run):
-    from llmft.model.loader import load_model
-    from llmft.train.components import chat_tokenizer
+    from llmft.model.loader import chat_tokenizer, load_model
 
     cfg, run_dir, objective = custom_run
     lines = _lines(run_dir)

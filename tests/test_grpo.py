@@ -11,7 +11,7 @@ from test_ppo import frequent_words, target_rewards
 
 from llmft.config.errors import ConfigError
 from llmft.main import check, run
-from llmft.track.run_log import read_log
+from llmft.track.run_files import read_log
 
 QUICK_GROUP_RL = (
     "logger=none",

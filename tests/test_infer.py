@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from conftest import compose
 
+from llmft.checks.validate import validate
 from llmft.config.errors import ConfigError
-from llmft.config.validate import validate
 from llmft.infer.engine import SamplingParams, build_engine, require_backend
 from llmft.infer.stops import StopStringFilter, cut_at_stop
 

@@ -14,10 +14,10 @@ from conftest import ROOT, compose
 from omegaconf import OmegaConf
 
 from llmft.config.errors import ConfigError
-from llmft.launch.arguments import distributed_training_arguments
 from llmft.launch.torchrun import torchrun_command
 from llmft.launch.world import LaunchError, processes_per_node
 from llmft.main import check, run
+from llmft.train.arguments import distributed_training_arguments
 
 PRESETS = sorted(path.stem for path in (ROOT / "conf" / "hardware").glob("*.yaml"))
 
@@ -246,7 +246,7 @@ def test_a_preemption_warning_waits_for_the_trainer_or_requeues_at_once(monkeypa
     """With a Trainer loop the warning is noted for its next step end; without one (ppo, eval) the
     job is handed to submitit's requeue straight away instead of being killed at the time limit."""
 
-    from llmft.launch import preemption
+    from llmft.train import preemption
 
     requeued = []
     previous = signal.signal(signal.SIGUSR2, lambda signum, frame: requeued.append(signum))  # submitit's

@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 
 from llmft.config.errors import ConfigError
 from llmft.main import check, run
-from llmft.track.run_log import loss_series, read_log
+from llmft.track.run_files import loss_series, read_log
 
 QUICK = ("method.max_steps=4", "method.logging_steps=1", "data.max_samples=16", "logger=none")
 ALL_LINEAR = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}

@@ -11,8 +11,8 @@ import modelscope
 import pytest
 from conftest import compose
 
+from llmft.checks.validate import validate
 from llmft.config.errors import ConfigError
-from llmft.config.validate import validate
 from llmft.data.loader import load_one
 from llmft.model.loader import load_tokenizer, modelscope_snapshot, resolve_model_path
 

@@ -13,7 +13,7 @@ from conftest import compose, run_cli
 
 from llmft.config.errors import ConfigError
 from llmft.main import check, run
-from llmft.track.run_log import read_log
+from llmft.track.run_files import read_log
 
 QUICK_PPO = (
     "method=lora_ppo",

@@ -7,8 +7,8 @@ import json
 import pytest
 from conftest import compose
 
+from llmft.data.canonical import prompt_and_reply
 from llmft.evaluate.metrics import generation_metrics, words
-from llmft.evaluate.predict import prompt_and_label
 from llmft.main import run
 
 
@@ -72,10 +72,10 @@ def test_prompt_is_the_conversation_before_the_last_reply():
             {"role": "assistant", "content": "d"},
         ],
     }
-    messages, label = prompt_and_label(row)
+    messages, label = prompt_and_reply(row)
     assert label == "d"
     assert [m["content"] for m in messages] == ["Be kind.", "a", "b", "c"]
-    assert prompt_and_label({"system": "", "messages": [], "chosen": None, "text": "plain"}) is None
+    assert prompt_and_reply({"system": "", "messages": [], "chosen": None, "text": "plain"}) == ([], None)
 
 
 def test_predict_writes_one_prediction_per_sample_and_their_metrics(tmp_path):

@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 
 from llmft.config.errors import ConfigError
 from llmft.main import check, run
-from llmft.track.run_log import loss_series, read_log
+from llmft.track.run_files import loss_series, read_log
 
 QUICK = ("method.max_steps=8", "method.logging_steps=2", "data.max_samples=32", "logger=none")
 # bitsandbytes' layer class and the dtype its packed weight is stored in

@@ -12,9 +12,9 @@ from conftest import compose
 from kill_at_step import run_killed
 from safetensors.torch import load_file
 
-from llmft.launch.resume import last_checkpoint
+from llmft.config.run_dir import last_checkpoint
 from llmft.main import run
-from llmft.track.run_log import read_log
+from llmft.track.run_files import read_log
 
 SAVE_STEP, KILL_STEP, MAX_STEPS = 4, 6, 8
 COMMON = (

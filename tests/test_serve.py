@@ -439,8 +439,8 @@ def test_reward_model_scores_conversations(tmp_path, engine):
     import torch
     from transformers import AutoModelForSequenceClassification
 
-    from llmft.infer.reward import RewardScorer
     from llmft.model.loader import is_reward_model
+    from llmft.model.reward import RewardScorer
 
     base = engine.tokenizer.name_or_path
     reward_dir = tmp_path / "reward"
@@ -451,7 +451,7 @@ def test_reward_model_scores_conversations(tmp_path, engine):
     cfg = compose("task=serve", f"model.name_or_path={reward_dir}", "model.tiny=null")
     assert is_reward_model(cfg.model) and not is_reward_model(compose("task=serve").model)
 
-    app = create_app(ServerSettings(defaults=SamplingParams()), scorer=RewardScorer.from_config(cfg))
+    app = create_app(ServerSettings(defaults=SamplingParams()), scorer=RewardScorer.load(cfg))
     with serving(app, tmp_path) as url:
         good = [*user("Is the sky blue?"), {"role": "assistant", "content": "Yes, on a clear day."}]
         bad = [*user("Is the sky blue?"), {"role": "assistant", "content": "No idea, go away."}]

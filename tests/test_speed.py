@@ -18,10 +18,9 @@ from datasets import Dataset
 from llmft.data.collate import PaddedCollator, PaddingFreeCollator
 from llmft.data.packing import best_fit_rows, pack
 from llmft.data.tokenize import IGNORE_INDEX
-from llmft.model.loader import load_model
+from llmft.model.loader import chat_tokenizer, load_model
 from llmft.model.logits import takes_logits_mask
 from llmft.model.unpad import unpad_decoder
-from llmft.train.components import chat_tokenizer
 
 
 @pytest.fixture(scope="module")

@@ -168,8 +168,16 @@ def test_kto_rows_keep_their_tag_and_the_reply_leaves_the_prompt():
 @pytest.mark.parametrize(
     ("builder", "dataset", "expected"),
     [
-        ("build_pair_datasets", "demo_kto", "dataset 'demo_kto' has no preference pairs"),
-        ("build_kto_datasets", "demo_sft", "dataset 'demo_sft' has neither KTO labels nor preference pairs"),
+        (
+            "build_pair_datasets",
+            "demo_kto",
+            r"dataset.demo_kto: this stage \(pairs\) trains on preference pairs",
+        ),
+        (
+            "build_kto_datasets",
+            "demo_sft",
+            r"dataset.demo_sft: this stage \(labels\) needs desirable/undesirable labels or preference pairs",
+        ),
     ],
 )
 def test_the_builders_refuse_data_of_the_wrong_kind_when_called_directly(builder, dataset, expected):

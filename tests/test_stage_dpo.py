@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 from test_stage_data import pairs_dataset, write_pairs
 
 from llmft.model.loader import resolve_model_path
-from llmft.track.run_log import read_log
+from llmft.track.run_files import read_log
 from llmft.train.dpo import build_dpo_trainer
 from llmft.train.fit import fit_and_save
 

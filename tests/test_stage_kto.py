@@ -9,7 +9,7 @@ import pytest
 from conftest import compose, run_cli
 from test_stage_data import pairs_dataset, write_pairs
 
-from llmft.track.run_log import read_log
+from llmft.track.run_files import read_log
 from llmft.train.fit import fit_and_save
 from llmft.train.kto import build_kto_trainer
 

@@ -7,10 +7,10 @@ import json
 from conftest import compose
 from test_stage_data import pairs_dataset, write_pairs
 
-from llmft.infer.reward import RewardScorer
 from llmft.main import run
 from llmft.model.loader import is_reward_model
-from llmft.track.run_log import read_log
+from llmft.model.reward import RewardScorer
+from llmft.track.run_files import read_log
 
 QUICK = ("logger=none", "method.logging_steps=4", "method.eval_steps=1000", "method.save_steps=1000")
 HELD_OUT = [
@@ -42,7 +42,7 @@ def test_lora_reward_model_ranks_held_out_pairs_and_serves_its_scores(tmp_path):
 
     serve = compose("task=serve", "hardware=cpu", f"model.adapter_path={run_dir / 'adapter'}")
     assert is_reward_model(serve.model)
-    (good, bad), _ = RewardScorer.from_config(serve).score(HELD_OUT)  # the trained score head came back
+    (good, bad), _ = RewardScorer.load(serve).score(HELD_OUT)  # the trained score head came back
     assert good > bad
 
 
@@ -56,5 +56,5 @@ def test_full_reward_model_saves_a_sequence_classification_checkpoint(tmp_path):
     assert config["pad_token_id"] is not None
     serve = compose("task=serve", "hardware=cpu", f"model.name_or_path={tmp_path / 'model'}")
     assert is_reward_model(serve.model)
-    scores, tokens = RewardScorer.from_config(serve).score(HELD_OUT)
+    scores, tokens = RewardScorer.load(serve).score(HELD_OUT)
     assert len(scores) == 2 and tokens > 0

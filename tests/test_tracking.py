@@ -19,8 +19,8 @@ import pytest
 from conftest import ROOT, compose, run_cli
 from mlflow.tracking import MlflowClient
 
+from llmft.checks.validate import validate
 from llmft.config.errors import ConfigError
-from llmft.config.validate import validate
 from llmft.track.hydra_callbacks import redact_yaml_file
 from llmft.track.mlflow_run import run_name
 from llmft.track.mlflow_store import tracking_uri

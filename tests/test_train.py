@@ -13,9 +13,9 @@ import torch
 from conftest import compose, run_cli
 from safetensors.torch import load_file
 
-from llmft.launch.resume import COMPLETE_MARKER, last_checkpoint
+from llmft.config.run_dir import COMPLETE_MARKER, last_checkpoint
 from llmft.main import run
-from llmft.track.run_log import loss_series, read_log
+from llmft.track.run_files import loss_series, read_log
 
 RUN_DIR_CONTRACT = (".hydra", "trainer_log.jsonl", "metrics.json", "loss.png", "env.json")
 QUICK = ("method.max_steps=12", "method.logging_steps=2", "method.save_steps=100", "data.max_samples=64")

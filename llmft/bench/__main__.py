@@ -120,7 +120,7 @@ def _overrides(workload: Workload, assets, arguments, cache_dir: Path) -> list[s
 def _mean_context(cfg: Any, stage: str) -> float:
     """Token-weighted mean causal context of the training samples (each attends only to itself)."""
     from llmft.data import build_pair_datasets, build_sft_datasets
-    from llmft.train.components import chat_tokenizer
+    from llmft.model.loader import chat_tokenizer
 
     tokenizer = chat_tokenizer(cfg.model)
     if stage == "dpo":  # pair rows stay conversations until TRL renders them: chosen and rejected each

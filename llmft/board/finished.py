@@ -10,19 +10,19 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-RESULT_DIRS = ("adapter", "model")  # the run-dir contract: LoRA adapter, or a full/freeze-tuned model
-OVERRIDES_RECORD = Path(".hydra") / "overrides.yaml"
+from llmft.config.run_dir import ADAPTER_DIR, HYDRA_DIR, trained_result
+
+OVERRIDES_RECORD = Path(HYDRA_DIR) / "overrides.yaml"
 TASKS = ("eval", "predict", "export")
 
 
 def result_overrides(run_dir: Path) -> list[str]:
     """The overrides that load the run's result: its adapter on the base model, or its model."""
-    run_dir = Path(run_dir).resolve()
-    if (run_dir / "adapter").is_dir():
-        return [f"model.adapter_path={run_dir / 'adapter'}"]
-    if (run_dir / "model").is_dir():
-        return [f"model.name_or_path={run_dir / 'model'}"]
-    raise FileNotFoundError(f"{run_dir} holds no trained result (adapter/ or model/): has it finished?")
+    result = trained_result(Path(run_dir).resolve())
+    if result is None:
+        raise FileNotFoundError(f"{run_dir} holds no trained result (adapter/ or model/): has it finished?")
+    key = "model.adapter_path" if result.name == ADAPTER_DIR else "model.name_or_path"
+    return [f"{key}={result}"]
 
 
 def run_overrides(run_dir: Path) -> list[str]:

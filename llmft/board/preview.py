@@ -25,7 +25,7 @@ def segments(tokenizer, input_ids: list[int], labels: list[int]) -> list[tuple[s
 def preview_rows(cfg: DictConfig, rows: int = 3) -> list[list[tuple[str, str]]]:
     """Segments of the first `rows` samples of cfg's datasets, tokenised as the training stage will."""
     from llmft.data import encode_conversation, encode_text, load_canonical
-    from llmft.train.components import chat_tokenizer
+    from llmft.model.loader import chat_tokenizer
 
     tokenizer = chat_tokenizer(cfg.model)
     data = cfg.data

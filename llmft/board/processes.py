@@ -20,12 +20,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from llmft.launch.resume import CHECKPOINT_DIR, COMPLETE_MARKER
-from llmft.track.run_files import METRICS_FILE
+from llmft.config.run_dir import CHECKPOINT_DIR, COMPLETE_MARKER, HYDRA_DIR, METRICS_FILE
 
 RECORD_FILE = "board.json"
 CONSOLE_FILE = "console.log"
-STOP_SIGNAL = signal.SIGUSR2  # llmft.launch.preemption: checkpoint at the end of this step, then stop
+STOP_SIGNAL = signal.SIGUSR2  # llmft.train.preemption: checkpoint at the end of this step, then stop
 STOPPED_EXIT_CODE = 130  # run.py's exit code after a stop (or Ctrl-C)
 RUN_ROOTS = ("outputs", "multirun")
 # <root>/<date>/<time>/ (training), <run dir>/<task>/<date>/<time>/ (eval, predict, export on a run)
@@ -173,7 +172,7 @@ def resume(run: BoardRun, secrets: dict[str, str] | None = None) -> BoardRun:
 def delete_run_dir(run_dir: Path, runs: list[BoardRun]) -> None:
     """Remove a run's files; refused while it (or a run inside it) runs, and for what is not a run dir."""
     run_dir = Path(run_dir).resolve()
-    if not (run_dir / ".hydra").is_dir():
+    if not (run_dir / HYDRA_DIR).is_dir():
         raise BoardError(f"{run_dir} is not a run dir (no .hydra/ record): nothing deleted.")
     if any(run.run_dir.resolve().is_relative_to(run_dir) for run in running(runs)):
         raise BoardError(f"{run_dir} is running: stop it first.")

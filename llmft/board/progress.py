@@ -9,9 +9,10 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from llmft.config.run_dir import HYDRA_DIR
 from llmft.track.run_files import loss_series, read_log
 
-CONFIG_RECORD = Path(".hydra") / "config.yaml"
+CONFIG_RECORD = Path(HYDRA_DIR) / "config.yaml"
 CURVES = ("loss", "eval_loss")
 
 

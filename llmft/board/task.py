@@ -8,7 +8,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from llmft.config.checks.serving import LOOPBACK_HOSTS
+from llmft.infer.access import LOOPBACK_HOSTS
 
 
 def board(cfg: DictConfig, run_dir: Path) -> None:

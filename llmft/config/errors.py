@@ -117,6 +117,6 @@ def explain_config_errors() -> Iterator[None]:
             raise
         sys.stderr.write(f"llmft: {label}: {message}\n")
         sys.exit(exit_code)
-    except KeyboardInterrupt as stop:  # Ctrl-C, or a stop request (llmft.launch.preemption.RunStopped)
+    except KeyboardInterrupt as stop:  # Ctrl-C, or a stop request (llmft.train.preemption.RunStopped)
         sys.stderr.write(f"llmft: stopped: {stop or 'interrupted'}\n")
         sys.exit(130)

@@ -95,3 +95,16 @@ def check_messages(messages: list[dict[str, str]], *, ends_with_user: bool, colu
             "a user turn (the replies are in chosen/rejected)" if ends_with_user else "an assistant reply"
         )
         raise DataError(f"column '{column}': the conversation must end with {wanted}.")
+
+
+def prompt_and_reply(row: dict[str, Any]) -> tuple[list[dict[str, str]], str | None]:
+    """The turns a model answers (system first) and the reply that answered them: a ranking row's chosen
+    reply, else the final assistant turn; None when there is none (a text row). Online RL, preference
+    training and task=predict all read a row this way."""
+    turns = [{"role": m["role"], "content": m["content"]} for m in row["messages"]]
+    system = [{"role": "system", "content": row["system"]}] if row["system"] else []
+    if row["chosen"] is not None:
+        return system + turns, row["chosen"]
+    if turns and turns[-1]["role"] == "assistant":
+        return system + turns[:-1], turns[-1]["content"]
+    return system + turns, None

@@ -13,7 +13,7 @@ from llmft.data.cache import cache_dir, cache_key, load_cached, save_cached
 from llmft.data.errors import DataError
 from llmft.data.loader import load_canonical
 from llmft.data.packing import pack
-from llmft.data.sources import as_dataset_config
+from llmft.data.sources import require_data_kind
 from llmft.data.tokenize import IGNORE_INDEX, encode_conversation, encode_text
 
 logger = logging.getLogger(__name__)
@@ -25,18 +25,6 @@ TOKEN_FEATURES = Features(
         "labels": List(Value("int32")),
     }
 )  # no attention mask: the collators know where each sample ends
-
-
-def _check_sft_entries(datasets_cfg: Any) -> None:
-    """Preference and KTO data need their own stage: training on every reply would teach the bad ones too."""
-    for name, entry in datasets_cfg.items():
-        cfg = as_dataset_config(entry)
-        if cfg.ranking or cfg.columns.kto_tag:
-            kind = "preference pairs (ranking: true)" if cfg.ranking else "KTO labels (columns.kto_tag)"
-            raise DataError(
-                f"dataset '{name}' holds {kind}, which supervised training cannot use. Fix: pick a dpo/rm/kto "
-                "method for it, or an SFT dataset."
-            )
 
 
 def split_validation(rows: Dataset, val_size: float) -> tuple[Dataset, Dataset | None]:
@@ -143,7 +131,7 @@ def build_sft_datasets(cfg: Any, tokenizer: Any) -> tuple[Dataset, Dataset | Non
     changes: a warm start reads them back without a pass over the data.
     """
     data, seed, packed = cfg.data, cfg.seed, packing_enabled(cfg)
-    _check_sft_entries(cfg.dataset)
+    require_data_kind(cfg.dataset, "text" if cfg.method.stage == "pt" else "chats")
     key = cache_key(cfg.dataset, data, seed, tokenizer, packed=packed)
     directory = cache_dir(data) / key
     if not data.overwrite_cache and (cached := load_cached(directory)) is not None:

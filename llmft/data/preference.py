@@ -18,10 +18,11 @@ from typing import Any
 from datasets import Dataset, Features, List, Value
 
 from llmft.data.cache import cache_dir, cache_key, load_cached, save_cached
+from llmft.data.canonical import prompt_and_reply
 from llmft.data.errors import DataError
 from llmft.data.loader import load_canonical
 from llmft.data.pipeline import split_validation
-from llmft.data.sources import as_dataset_config
+from llmft.data.sources import require_data_kind
 
 logger = logging.getLogger(__name__)
 
@@ -32,32 +33,6 @@ PAIR_FEATURES = Features(
 KTO_FEATURES = Features(
     {"prompt": MESSAGES, "completion": MESSAGES, "label": Value("bool"), "tools": Value("string")}
 )
-
-
-def check_pair_entries(datasets_cfg: Any) -> None:
-    """Every selected dataset must hold preference pairs."""
-    for name, entry in datasets_cfg.items():
-        if not as_dataset_config(entry).ranking:
-            raise DataError(
-                f"dataset '{name}' has no preference pairs, which this stage trains on. Fix: set ranking: true "
-                "with columns.chosen and columns.rejected on the entry, or pick a pairs dataset (e.g. demo_dpo)."
-            )
-
-
-def check_kto_entries(datasets_cfg: Any) -> None:
-    """Every selected dataset must hold KTO labels or preference pairs (split into one row of each label)."""
-    for name, entry in datasets_cfg.items():
-        cfg = as_dataset_config(entry)
-        if not (cfg.ranking or cfg.columns.kto_tag):
-            raise DataError(
-                f"dataset '{name}' has neither KTO labels nor preference pairs. Fix: map its desirable/undesirable "
-                "label with columns.kto_tag, set ranking: true for chosen/rejected pairs, or pick demo_kto."
-            )
-
-
-def _prompt(row: dict[str, Any]) -> list[dict[str, str]]:
-    system = [{"role": "system", "content": row["system"]}] if row["system"] else []
-    return system + [{"role": m["role"], "content": m["content"]} for m in row["messages"]]
 
 
 def _reply(text: str) -> list[dict[str, str]]:
@@ -73,7 +48,7 @@ def pair_rows(rows: Dataset) -> Dataset:
             row = dict(zip(batch, values, strict=True))
             if row["chosen"] is None:
                 raise DataError("a row without chosen/rejected replies reached a pairwise stage.")
-            out["prompt"].append(_prompt(row))
+            out["prompt"].append(prompt_and_reply(row)[0])
             out["chosen"].append(_reply(row["chosen"]))
             out["rejected"].append(_reply(row["rejected"]))
             out["tools"].append(row["tools"] or None)
@@ -98,12 +73,12 @@ def kto_rows(rows: Dataset) -> Dataset:
 
         for values in zip(*batch.values(), strict=True):
             row = dict(zip(batch, values, strict=True))
+            prompt, reply = prompt_and_reply(row)
             if row["chosen"] is not None:
-                add(_prompt(row), row["chosen"], True, row["tools"])
-                add(_prompt(row), row["rejected"], False, row["tools"])
+                add(prompt, row["chosen"], True, row["tools"])
+                add(prompt, row["rejected"], False, row["tools"])
             elif row["kto_tag"] is not None:
-                *context, last = row["messages"]
-                add(_prompt({**row, "messages": context}), last["content"], row["kto_tag"], row["tools"])
+                add(prompt, reply, row["kto_tag"], row["tools"])
             else:
                 raise DataError(
                     "a row with neither a KTO label nor chosen/rejected replies reached the kto stage."
@@ -139,11 +114,11 @@ def _build(
 
 def build_pair_datasets(cfg: Any, tokenizer: Any) -> tuple[Dataset, Dataset | None]:
     """Train (and validation, with data.val_size) preference pairs for the rm and dpo stages."""
-    check_pair_entries(cfg.dataset)
+    require_data_kind(cfg.dataset, "pairs")
     return _build(cfg, tokenizer, "pairs", pair_rows)
 
 
 def build_kto_datasets(cfg: Any, tokenizer: Any) -> tuple[Dataset, Dataset | None]:
     """Train (and validation) KTO rows; pairs are split after holding out validation rows."""
-    check_kto_entries(cfg.dataset)
+    require_data_kind(cfg.dataset, "labels")
     return _build(cfg, tokenizer, "kto", kto_rows)

@@ -18,23 +18,12 @@ from typing import Any
 
 from datasets import Dataset
 
+from llmft.data.canonical import prompt_and_reply
 from llmft.data.errors import DataError
 from llmft.data.loader import load_canonical
+from llmft.data.sources import require_data_kind
 
 logger = logging.getLogger(__name__)
-
-
-def prompt_turns(row: dict[str, Any]) -> tuple[list[dict[str, str]], str]:
-    """The turns up to the last user turn (system first) and the reply that followed them."""
-    turns = [{"role": m["role"], "content": m["content"]} for m in row["messages"]]
-    if row["chosen"] is not None:  # preference row: it already ends with the user
-        reference = row["chosen"]
-    elif turns and turns[-1]["role"] == "assistant":
-        reference = turns.pop()["content"]
-    else:
-        reference = ""
-    system = [{"role": "system", "content": row["system"]}] if row["system"] else []
-    return system + turns, reference
 
 
 def build_prompt_dataset(cfg: Any, tokenizer: Any) -> Dataset:
@@ -42,15 +31,11 @@ def build_prompt_dataset(cfg: Any, tokenizer: Any) -> Dataset:
 
     Prompts longer than data.cutoff_len tokens are dropped (and counted); text-only datasets are refused.
     """
+    require_data_kind(cfg.dataset, "prompts")
     rows = load_canonical(cfg.dataset, cfg.data, cfg.seed).shuffle(seed=cfg.seed)
-    if rows.num_rows and rows[0]["text"] is not None:
-        raise DataError(
-            "online RL needs prompts, but the selected dataset holds plain text (formatting: text). "
-            "Fix: choose a conversational dataset (alpaca, sharegpt or openai formatting)."
-        )
     prompts, conversations, references, too_long = [], [], [], 0
     for row in rows:
-        messages, reference = prompt_turns(row)
+        messages, reference = prompt_and_reply(row)
         tools = json.loads(row["tools"]) if row["tools"] else None
         prompt = tokenizer.apply_chat_template(
             messages, tools=tools, tokenize=False, add_generation_prompt=True
@@ -60,7 +45,7 @@ def build_prompt_dataset(cfg: Any, tokenizer: Any) -> Dataset:
             continue
         prompts.append(prompt)
         conversations.append(messages)
-        references.append(reference)
+        references.append(reference or "")  # none given: reward functions get ""
     if too_long:
         logger.info("dropped %d prompts longer than data.cutoff_len=%d tokens", too_long, cfg.data.cutoff_len)
     if not prompts:

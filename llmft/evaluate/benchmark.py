@@ -22,11 +22,11 @@ from typing import Any
 from omegaconf import DictConfig
 from tqdm import tqdm
 
-from llmft.config.checks.evaluation import LM_EVAL, benchmark_file
+from llmft.config.run_dir import BENCHMARK_PREDICTIONS_FILE, METRICS_FILE
+from llmft.evaluate.catalog import LM_EVAL, benchmark_file
 from llmft.evaluate.suites import DEV_SPLIT, ENGLISH, SUITES, PromptStyle, scored_split, suite_rows
 
 log = logging.getLogger(__name__)
-PREDICTIONS_FILE = "benchmark_predictions.jsonl"
 LETTERS = "ABCDEFGHIJ"
 
 
@@ -186,8 +186,7 @@ def evaluate_benchmark(cfg: DictConfig, run_dir: Path) -> float | None:
 
 def _evaluate_benchmark(cfg: DictConfig, run_dir: Path) -> float | None:
     from llmft.infer.hf_engine import context_length
-    from llmft.model.loader import load_model
-    from llmft.train.components import chat_tokenizer
+    from llmft.model.loader import chat_tokenizer, load_model
 
     task = cfg.task
     questions = load_split(task, scored_split(task))
@@ -243,11 +242,11 @@ def _evaluate_benchmark(cfg: DictConfig, run_dir: Path) -> float | None:
         }
         for q, prediction, text in zip(questions, predictions, texts, strict=True)
     ]
-    with open(run_dir / PREDICTIONS_FILE, "w", encoding="utf-8") as out:
+    with open(run_dir / BENCHMARK_PREDICTIONS_FILE, "w", encoding="utf-8") as out:
         out.writelines(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
     metrics = {**accuracy_table(records), "eval_runtime": runtime}
-    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
-    print(f"Predictions: {run_dir / PREDICTIONS_FILE}")
+    (run_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    print(f"Predictions: {run_dir / BENCHMARK_PREDICTIONS_FILE}")
     print_table(metrics)
     if task.objective not in metrics:
         log.warning("task.objective=%r is not an eval metric (accuracy, ...); returning None", task.objective)

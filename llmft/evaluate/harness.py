@@ -19,9 +19,9 @@ from omegaconf import DictConfig
 
 from llmft.config.errors import ConfigError
 from llmft.config.paths import resolve_local_path
+from llmft.config.run_dir import LM_EVAL_RESULTS_FILE, METRICS_FILE
 
 log = logging.getLogger(__name__)
-RESULTS_FILE = "lm_eval_results.json"
 
 
 def task_names(entries: list[str]) -> tuple[list[str], list[str]]:
@@ -67,8 +67,7 @@ def evaluate_with_harness(cfg: DictConfig, run_dir: Path) -> float | None:
         raise ConfigError(
             "task.benchmark=lm_eval needs lm-evaluation-harness: pip install -e .[eval]"
         ) from err
-    from llmft.model.loader import load_model
-    from llmft.train.components import chat_tokenizer
+    from llmft.model.loader import chat_tokenizer, load_model
 
     task = cfg.task
     names, include = task_names(list(task.lm_eval_tasks))
@@ -85,9 +84,11 @@ def evaluate_with_harness(cfg: DictConfig, run_dir: Path) -> float | None:
         log_samples=False,
         random_seed=cfg.seed,
     )
-    (run_dir / RESULTS_FILE).write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
+    (run_dir / LM_EVAL_RESULTS_FILE).write_text(
+        json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8"
+    )
     metrics = flat_metrics(report["results"])
-    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    (run_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     for name, value in metrics.items():
         print(f"{name}: {value:.4f}")
     if task.objective not in metrics:

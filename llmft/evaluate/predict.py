@@ -16,24 +16,12 @@ from typing import Any
 from omegaconf import DictConfig
 from tqdm import tqdm
 
+from llmft.config.run_dir import METRICS_FILE, PREDICTIONS_FILE
 from llmft.evaluate.metrics import generation_metrics
 from llmft.infer.engine import SamplingParams, build_engine, require_backend
 from llmft.track.tracking import tracked_run
 
 log = logging.getLogger(__name__)
-PREDICTIONS_FILE = "generated_predictions.jsonl"
-
-
-def prompt_and_label(row: dict[str, Any]) -> tuple[list[dict[str, str]], str] | None:
-    """The messages to answer and the reference reply; None for rows without one (plain text)."""
-    messages = [{"role": m["role"], "content": m["content"]} for m in row["messages"]]
-    system = [{"role": "system", "content": row["system"]}] if row.get("system") else []
-    replies = [index for index, message in enumerate(messages) if message["role"] == "assistant"]
-    if replies:
-        return system + messages[: replies[-1]], messages[replies[-1]]["content"]
-    if messages and row.get("chosen"):  # preference rows: the preferred reply is the reference
-        return system + messages, row["chosen"]
-    return None
 
 
 def _tools(row: dict[str, Any]) -> list[dict] | None:
@@ -47,11 +35,12 @@ def predict(cfg: DictConfig, run_dir: Path) -> float | None:
 
 
 def _predict(cfg: DictConfig, run_dir: Path) -> float | None:
+    from llmft.data.canonical import prompt_and_reply
     from llmft.data.loader import load_canonical
 
     require_backend(cfg.generation.backend)
     rows = load_canonical(cfg.dataset, cfg.data, cfg.seed)
-    samples = [(pair, _tools(row)) for row in rows if (pair := prompt_and_label(row)) is not None]
+    samples = [(pair, _tools(row)) for row in rows if (pair := prompt_and_reply(row))[1] is not None]
     if not samples:
         raise ValueError(
             f"none of the {len(rows)} rows of dataset {'+'.join(cfg.dataset)} has a reply to compare with "
@@ -86,7 +75,7 @@ def _predict(cfg: DictConfig, run_dir: Path) -> float | None:
         "predict_runtime": runtime,
         "predict_samples_per_second": len(samples) / runtime if runtime else 0.0,
     }
-    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    (run_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     print(f"Predictions: {run_dir / PREDICTIONS_FILE}")
     print(
         "  ".join(

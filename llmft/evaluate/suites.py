@@ -21,9 +21,9 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from llmft.config.checks.evaluation import HUB_BENCHMARKS
 from llmft.config.errors import ConfigError
 from llmft.config.paths import cache_root, resolve_local_path
+from llmft.evaluate.catalog import HUB_BENCHMARKS
 from llmft.evaluate.subjects import (
     CEVAL_CATEGORIES,
     CEVAL_NAMES,

@@ -6,8 +6,7 @@ from typing import Any
 
 import torch
 
-from llmft.model.loader import DTYPE_NAMES, is_reward_model, resolve_model_path
-from llmft.train.components import chat_tokenizer
+from llmft.model.loader import DTYPE_NAMES, chat_tokenizer, is_reward_model, load_model
 
 
 def export_dtype(cfg: Any) -> torch.dtype | str:
@@ -28,25 +27,17 @@ def load_merged(cfg: Any):
     The tokenizer is the one chat/serve would use: the adapter's (training-time chat template) when it
     carries one, with model.template applied on top.
     """
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
-
     _check_device(cfg.task.export_device)
     tokenizer = chat_tokenizer(cfg.model)
-    reward = is_reward_model(cfg.model)
-    model_class = AutoModelForSequenceClassification if reward else AutoModelForCausalLM
-    model = model_class.from_pretrained(
-        resolve_model_path(cfg.model),
+    head = "sequence_classification" if is_reward_model(cfg.model) else "causal_lm"
+    model = load_model(
+        cfg,
+        tokenizer,
+        for_training=False,
+        head=head,
         dtype=export_dtype(cfg),
         device_map=cfg.task.export_device,
-        revision=cfg.model.revision,
-        trust_remote_code=cfg.model.trust_remote_code,
-        **({"num_labels": 1} if reward else {}),
     )
-    if reward:  # the score head reads each sequence's last non-pad token
-        model.config.pad_token_id = tokenizer.pad_token_id
-    if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:  # as training did (llmft.model.loader)
-        model.resize_token_embeddings(len(tokenizer))
     if cfg.model.adapter_path:
-        model = PeftModel.from_pretrained(model, cfg.model.adapter_path).merge_and_unload()
+        model = model.merge_and_unload()
     return model.eval(), tokenizer

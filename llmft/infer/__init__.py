@@ -5,5 +5,5 @@ OpenAI-compatible server with its web chat page.
 - SamplingParams, Completion, TextStream          llmft.infer.engine
 - chat(cfg, run_dir)    task=chat                 llmft.infer.chat
 - serve(cfg, run_dir)   task=serve                llmft.infer.serve
-- create_app(settings, engine=None, scorer=None)  llmft.infer.api (scorer: llmft.infer.reward)
+- create_app(settings, engine=None, scorer=None)  llmft.infer.api (scorer: llmft.model.reward)
 """

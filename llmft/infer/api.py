@@ -297,7 +297,7 @@ async def health(state: State) -> dict[str, str]:
 
 
 def create_app(settings: ServerSettings, engine: Engine | None = None, scorer: Any | None = None) -> FastAPI:
-    """The app serving `engine` (a causal LM) or `scorer` (a reward model, llmft.infer.reward)."""
+    """The app serving `engine` (a causal LM) or `scorer` (a reward model, llmft.model.reward)."""
     if (engine is None) == (scorer is None):
         raise ValueError("serve either an engine or a reward scorer")
     app = FastAPI(title="llmft", docs_url=None, redoc_url=None, openapi_url=None)

@@ -19,8 +19,7 @@ from transformers.generation.streamers import BaseStreamer
 from llmft.infer.batching import Batcher, Job
 from llmft.infer.engine import Completion, Engine, SamplingParams, TextStream, served_model_name
 from llmft.infer.stops import StopStringFilter, cut_at_stop
-from llmft.model.loader import load_model
-from llmft.train.components import chat_tokenizer
+from llmft.model.loader import chat_tokenizer, load_model
 
 # End-of-turn markers of the chat templates in llmft.data.templates (and common base-model ends):
 # a named template on a base model must stop at its turn end even if the model's eos differs.

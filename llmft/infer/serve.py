@@ -9,16 +9,16 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from llmft.config.checks.serving import LOOPBACK_HOSTS
 from llmft.config.errors import ConfigError
-from llmft.infer.engine import SamplingParams, build_engine, require_backend
+from llmft.infer.access import LOOPBACK_HOSTS, TOKEN_ENV
+from llmft.infer.engine import SamplingParams, build_engine, require_backend, served_model_name
 
 log = logging.getLogger(__name__)
 
 
 def api_key(cfg: DictConfig) -> str | None:
     """task.api_key, else the LLMFT_API_KEY environment variable (kept out of saved configs)."""
-    return cfg.task.api_key or os.environ.get("LLMFT_API_KEY") or None
+    return cfg.task.api_key or os.environ.get(TOKEN_ENV) or None
 
 
 def check_port(host: str, port: int) -> None:
@@ -41,8 +41,8 @@ def serve(cfg: DictConfig, run_dir: Path) -> None:
     import uvicorn
 
     from llmft.infer.api import ServerSettings, create_app
-    from llmft.infer.reward import RewardScorer
     from llmft.model.loader import is_reward_model
+    from llmft.model.reward import RewardScorer
 
     check_port(cfg.task.host, cfg.task.port)
     require_backend(cfg.generation.backend)
@@ -55,7 +55,9 @@ def serve(cfg: DictConfig, run_dir: Path) -> None:
         max_waiting_requests=cfg.task.max_waiting_requests,
     )
     if is_reward_model(cfg.model):
-        app = create_app(settings, scorer=RewardScorer.from_config(cfg))
+        if cfg.quantization.method != "none":
+            raise ValueError("reward models are served unquantized: use quantization=none with task=serve")
+        app = create_app(settings, scorer=RewardScorer.load(cfg, served_model_name(cfg)))
     else:
         app = create_app(settings, engine=build_engine(cfg))
     if settings.api_key is None and cfg.task.host not in LOOPBACK_HOSTS:

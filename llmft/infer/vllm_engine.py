@@ -18,8 +18,7 @@ from vllm.lora.request import LoRARequest
 
 from llmft.infer.engine import Completion, Engine, SamplingParams, TextStream, served_model_name, whole_reply
 from llmft.infer.hf_engine import END_OF_TURN_TOKENS
-from llmft.model.loader import resolve_model_path
-from llmft.train.components import chat_tokenizer
+from llmft.model.loader import chat_tokenizer, resolve_model_path
 
 
 def _adapter_rank(adapter_path: str) -> int:

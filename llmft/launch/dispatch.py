@@ -1,14 +1,16 @@
-"""One entry for llmft.main: run the task here, or start the processes the hardware asks for."""
+"""One entry for llmft.main (and each torchrun worker): run the task here, or start the processes the
+hardware asks for."""
 
 from __future__ import annotations
 
+import importlib
 import logging
 from collections.abc import Callable
 from pathlib import Path
 
 from omegaconf import DictConfig
 
-from llmft.launch.preemption import run_stoppable
+from llmft.config.tasks import TASKS
 from llmft.launch.torchrun import (
     WorkersFailed,
     read_objective,
@@ -17,20 +19,31 @@ from llmft.launch.torchrun import (
     worker_environment,
 )
 from llmft.launch.world import LaunchError, in_slurm_job, in_started_world, processes_per_node
+from llmft.model.optional import bitsandbytes_hidden
 
 log = logging.getLogger(__name__)
 Task = Callable[[], float | None]
 DISTRIBUTED_TASKS = ("train",)  # tasks that run as several processes; the others run here, alone
 
 
-def run_task(cfg: DictConfig, run_dir: Path, task: Task) -> float | None:
-    """Run `task` (the selected task bound to cfg and run_dir) as cfg.hardware asks; return its value.
+def run_task(cfg: DictConfig, run_dir: Path) -> float | None:
+    """Run the selected task (cfg.task.name) on cfg in run_dir as cfg.hardware asks; return its value.
 
     - hardware=slurm (a job submitted by `run.py -m`): this Slurm task joins the job's world;
     - several processes or nodes: torchrun workers on the saved config, this process waits for them;
     - otherwise (or already inside a worker): the task runs in this process; a lone training process
       stops with a checkpoint on USR2.
     """
+    with bitsandbytes_hidden(unless=cfg.quantization.method != "none"):  # seconds of start-up saved
+        return _dispatch(cfg, Path(run_dir), lambda: _selected_task(cfg.task.name)(cfg, run_dir))
+
+
+def _selected_task(name: str) -> Callable[[DictConfig, Path], float | None]:
+    module, function = TASKS[name].split(":")
+    return getattr(importlib.import_module(module), function)
+
+
+def _dispatch(cfg: DictConfig, run_dir: Path, task: Task) -> float | None:
     hardware = cfg.hardware
     if hardware.scheduler == "slurm":
         if not in_slurm_job():
@@ -45,8 +58,10 @@ def run_task(cfg: DictConfig, run_dir: Path, task: Task) -> float | None:
         return task()
     nproc = processes_per_node(hardware)
     if nproc == 1 and hardware.nnodes == 1:
+        from llmft.train.preemption import run_stoppable
+
         return run_stoppable(task)  # `kill -USR2 <pid>` saves a checkpoint and ends the run
-    return _start_workers(cfg, Path(run_dir), nproc)
+    return _start_workers(cfg, run_dir, nproc)
 
 
 def _start_workers(cfg: DictConfig, run_dir: Path, nproc: int) -> float | None:

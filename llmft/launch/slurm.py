@@ -1,13 +1,11 @@
 """Inside a Slurm job submitted by hydra-submitit-launcher: join the job's torch.distributed world,
 and turn the time-limit/preemption warning (USR2) into a checkpoint before submitit requeues the job
-(llmft.launch.preemption)."""
+(llmft.train.preemption)."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-
-from llmft.launch.preemption import install_preemption_handler
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +24,8 @@ def join_slurm_world() -> None:
 
 
 def run_slurm_task(task: Callable[[], float | None]) -> float | None:
+    from llmft.train.preemption import install_preemption_handler
+
     join_slurm_world()
     install_preemption_handler()
     return task()

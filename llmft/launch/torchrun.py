@@ -12,12 +12,12 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from llmft.config.run_dir import OBJECTIVE_FILE
 from llmft.launch.world import LaunchError
 
 # The composed config travels to the workers in the environment, not through .hydra/config.yaml:
 # that file is the run's record, and secrets in it are redacted.
 WORKER_CONFIG_ENV = "LLMFT_WORKER_CONFIG"
-OBJECTIVE_FILE = "objective.json"  # rank 0's return value, for the parent to hand to sweepers
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 

@@ -1,7 +1,7 @@
 """`python -m llmft.launch.worker <run_dir>`: one torchrun process.
 
-It does not parse the command line again (every rank would make its own run dir): it runs the task
-in <run_dir> on the config the parent composed and validated, which arrives in the environment
+It does not parse the command line again (every rank would make its own run dir), nor check the config
+again: it runs the task in <run_dir> on the config the parent composed and validated, which arrives in the environment
 (LLMFT_WORKER_CONFIG; .hydra/config.yaml is the run's record, with secrets redacted).
 """
 
@@ -14,12 +14,14 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from llmft.config.run_dir import HYDRA_DIR
 from llmft.config.schema import LlmftConfig
+from llmft.launch.dispatch import run_task
 from llmft.launch.torchrun import WORKER_CONFIG_ENV, write_objective
-from llmft.launch.world import rank
+from llmft.track.ranks import rank
 from llmft.track.secrets import RedactingFilter
 
-HYDRA_RECORD = Path(".hydra") / "hydra.yaml"
+HYDRA_RECORD = Path(HYDRA_DIR) / "hydra.yaml"
 
 
 def load_parent_config(run_dir: Path, config_yaml: str) -> DictConfig:
@@ -52,13 +54,11 @@ def main(argv: list[str]) -> None:
         format=f"[rank {rank()}] %(asctime)s %(name)s %(levelname)s: %(message)s",
         handlers=[console],
     )
-    from llmft.main import run
-
     if WORKER_CONFIG_ENV not in os.environ:
         raise SystemExit(
             f"{WORKER_CONFIG_ENV} is not set: workers are started by `python run.py hardware=...`"
         )
-    value = run(load_parent_config(run_dir, os.environ[WORKER_CONFIG_ENV]), run_dir=run_dir)
+    value = run_task(load_parent_config(run_dir, os.environ[WORKER_CONFIG_ENV]), run_dir)
     if rank() == 0:
         write_objective(run_dir, value)
 

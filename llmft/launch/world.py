@@ -20,14 +20,6 @@ def in_started_world() -> bool:
     return "WORLD_SIZE" in os.environ and "RANK" in os.environ
 
 
-def rank() -> int:
-    return int(os.environ.get("RANK", "0"))
-
-
-def world_size() -> int:
-    return int(os.environ.get("WORLD_SIZE", "1"))
-
-
 def in_slurm_job() -> bool:
     """Running as a job submitit submitted to Slurm (its sbatch script sets this)."""
     return os.environ.get("SUBMITIT_EXECUTOR") == "slurm"

@@ -18,15 +18,11 @@ from llmft.model.lora_variants import (
 
 logger = logging.getLogger(__name__)
 
-FINETUNING_TYPES = ("lora", "freeze", "full")
-
 
 def apply_finetuning(model, method_cfg: Any, model_cfg: Any, quantized: bool):
     """Mark the trainable parameters for method.finetuning_type (LoRA wraps the model in a
     PeftModel) and switch on gradient checkpointing when the method asks for it."""
-    kind = method_cfg.finetuning_type
-    if kind not in FINETUNING_TYPES:
-        raise ValueError(f"method.finetuning_type={kind!r} is not one of: {', '.join(FINETUNING_TYPES)}")
+    kind = method_cfg.finetuning_type  # lora | freeze | full (checked at compose time)
     if quantized and kind != "lora":
         raise ValueError(
             f"method.finetuning_type={kind} cannot train quantized weights; use a LoRA method "

@@ -13,16 +13,15 @@ from typing import Any
 
 import torch
 
-from llmft.config.checks.models import model_dir_problem
-from llmft.config.checks.stages import is_reward_directory
 from llmft.config.hubs import MODELSCOPE_INSTALL, uses_modelscope
+from llmft.data.templates import apply_template
+from llmft.model.directories import is_reward_directory, model_dir_problem
 from llmft.model.errors import ModelError
 from llmft.model.quantization import PREQUANTIZED, check_prequantized_checkpoint
 from llmft.model.tiny import ensure_tiny_model
 
 logger = logging.getLogger(__name__)
 
-PRECISIONS = ("fp32", "bf16", "fp16")
 PRECISION_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 DTYPE_NAMES = {
     "float32": torch.float32,
@@ -134,6 +133,14 @@ def load_tokenizer(model_cfg: Any, chat_template: str | None = None):
     return tokenizer
 
 
+def chat_tokenizer(model_cfg: Any) -> Any:
+    """The model's tokenizer with model.template applied (None keeps the tokenizer's own template): what
+    training, inference, reward scoring and export all render conversations with."""
+    tokenizer = load_tokenizer(model_cfg)
+    apply_template(tokenizer, model_cfg.template)
+    return tokenizer
+
+
 def resolve_device(hardware_cfg: Any) -> str:
     """'cuda' or 'cpu'."""
     device = hardware_cfg.device
@@ -143,8 +150,6 @@ def resolve_device(hardware_cfg: Any) -> str:
         raise RuntimeError(
             "hardware.device=cuda but no CUDA GPU is visible; use hardware=cpu or hardware=auto"
         )
-    if device not in ("cuda", "cpu"):
-        raise ValueError(f"hardware.device={device!r} is not one of: auto, cpu, cuda")
     return device
 
 
@@ -157,8 +162,6 @@ def resolve_precision(hardware_cfg: Any) -> str:
         if device == "cpu":
             return "fp32"
         return "bf16" if bf16_ok else "fp16"
-    if precision not in PRECISIONS:
-        raise ValueError(f"hardware.precision={precision!r} is not one of: auto, {', '.join(PRECISIONS)}")
     if precision == "fp16" and device == "cpu":
         raise ValueError("hardware.precision=fp16 needs a CUDA GPU; on the CPU use fp32 or bf16")
     if precision == "bf16" and not bf16_ok:
@@ -170,8 +173,6 @@ def resolve_dtype(model_cfg: Any, hardware_cfg: Any) -> torch.dtype:
     """Weight dtype: the preset's explicit dtype, or the run's precision when 'auto'."""
     if model_cfg.dtype == "auto":
         return PRECISION_DTYPES[resolve_precision(hardware_cfg)]
-    if model_cfg.dtype not in DTYPE_NAMES:
-        raise ValueError(f"model.dtype={model_cfg.dtype!r} is not one of: auto, float32, bfloat16, float16")
     dtype = DTYPE_NAMES[model_cfg.dtype]
     if (
         dtype == torch.bfloat16
@@ -191,9 +192,8 @@ def _attn_implementation(requested: str, device: str, for_training: bool) -> str
 
         return VARLEN_SDPA
     if requested.startswith("flash_attention"):
-        package = "flash_attn_interface" if requested == "flash_attention_3" else "flash_attn"
-        if device != "cuda" or importlib.util.find_spec(package) is None:
-            logger.warning("%s needs a CUDA GPU and the %s package; using sdpa", requested, package)
+        if device != "cuda" or importlib.util.find_spec("flash_attn") is None:
+            logger.warning("%s needs a CUDA GPU and the flash_attn package; using sdpa", requested)
             return "sdpa"
     return requested
 
@@ -207,15 +207,13 @@ def _quantization_config(quant_cfg: Any, dtype: torch.dtype):
 
     if quant_cfg.method == "bnb_8bit":
         return BitsAndBytesConfig(load_in_8bit=True)
-    if quant_cfg.method == "bnb_4bit":
-        compute_dtype = dtype if quant_cfg.compute_dtype == "auto" else DTYPE_NAMES[quant_cfg.compute_dtype]
-        return BitsAndBytesConfig(
-            load_in_4bit=True,
-            bnb_4bit_quant_type=quant_cfg.quant_type,
-            bnb_4bit_use_double_quant=quant_cfg.double_quant,
-            bnb_4bit_compute_dtype=compute_dtype,
-        )
-    raise ValueError(f"quantization.method={quant_cfg.method!r} is not one of: none, bnb_4bit, bnb_8bit")
+    compute_dtype = dtype if quant_cfg.compute_dtype == "auto" else DTYPE_NAMES[quant_cfg.compute_dtype]
+    return BitsAndBytesConfig(  # bnb_4bit
+        load_in_4bit=True,
+        bnb_4bit_quant_type=quant_cfg.quant_type,
+        bnb_4bit_use_double_quant=quant_cfg.double_quant,
+        bnb_4bit_compute_dtype=compute_dtype,
+    )
 
 
 def load_model_config(model_cfg: Any) -> Any:
@@ -245,27 +243,36 @@ def _model_class(head: str):
     return AutoModelForCausalLM if head == "causal_lm" else AutoModelForSequenceClassification
 
 
-def load_model(cfg: Any, tokenizer, *, for_training: bool = True, head: str = "causal_lm"):
+def load_model(
+    cfg: Any,
+    tokenizer,
+    *,
+    for_training: bool = True,
+    head: str = "causal_lm",
+    dtype: Any = None,
+    device_map: Any = None,
+):
     """The base model of the composed config `cfg` (model, quantization, hardware groups).
 
     head="sequence_classification" puts a one-output score head on the decoder (a reward model; the head
     is new unless the checkpoint has one) and tells it the pad token, which it needs to find each
     sequence's last token. Training: weights stay on the CPU for the trainer to place (quantized ones go
     straight to their device), use_cache off. Inference: placed on the device, in eval mode, with
-    model.adapter_path applied.
+    model.adapter_path applied. dtype and device_map (export: task.export_dtype, task.export_device)
+    replace those of cfg.model and cfg.hardware.
     """
     model_class = _model_class(head)
 
     model_cfg = cfg.model
     device = resolve_device(cfg.hardware)
-    dtype = resolve_dtype(model_cfg, cfg.hardware)
+    dtype = dtype or resolve_dtype(model_cfg, cfg.hardware)
     kwargs: dict[str, Any] = {
         "dtype": dtype,
         "attn_implementation": _attn_implementation(model_cfg.attn_implementation, device, for_training),
         "revision": model_cfg.revision,
         "trust_remote_code": model_cfg.trust_remote_code,
     }
-    device_map: Any = "cpu" if device == "cpu" else {"": _local_cuda_device()}
+    device_map = device_map or ("cpu" if device == "cpu" else {"": _local_cuda_device()})
     if cfg.quantization.method in PREQUANTIZED:  # the checkpoint carries its own quantization_config
         check_prequantized_checkpoint(
             cfg.quantization.method,

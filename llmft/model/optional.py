@@ -1,4 +1,4 @@
-"""Keeping optional packages out of runs that do not use them.
+"""Optional packages: which ones a setting needs, and keeping them out of runs that do not use them.
 
 PEFT imports bitsandbytes as soon as it is installed (peft.helpers, and its LoRA layer dispatch), which
 costs seconds of start-up and prints a warning in every run, quantized or not. While a run that
@@ -9,10 +9,21 @@ quantizes nothing trains, bitsandbytes is marked absent in sys.modules, so every
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 PACKAGE = "bitsandbytes"
+# Pre-quantized checkpoints: quantization.method -> (packages transformers needs to load them, how to install).
+PREQUANTIZED_BACKENDS = {
+    "gptq": (("optimum", "gptqmodel"), "pip install optimum gptqmodel"),
+    "awq": (("gptqmodel",), "pip install gptqmodel"),
+}
+
+
+def missing_packages(packages: Sequence[str]) -> list[str]:
+    """Those of `packages` that are not installed (asked without importing them)."""
+    return [package for package in packages if importlib.util.find_spec(package) is None]
 
 
 @contextlib.contextmanager

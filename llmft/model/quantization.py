@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from llmft.config.checks.common import missing_packages
-from llmft.config.checks.quantization import PREQUANTIZED_BACKENDS
+from llmft.model.optional import PREQUANTIZED_BACKENDS, missing_packages
 
 PREQUANTIZED = tuple(PREQUANTIZED_BACKENDS)
 

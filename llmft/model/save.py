@@ -5,14 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from llmft.config.run_dir import result_dir
 from llmft.model.lora_variants import save_pretrained
-
-
-def result_dir(run_dir: Path, finetuning_type: str) -> Path:
-    """run_dir/adapter for LoRA, run_dir/model for freeze and full (the run-dir contract)."""
-    if finetuning_type not in ("lora", "freeze", "full"):
-        raise ValueError(f"finetuning_type={finetuning_type!r} is not one of: lora, freeze, full")
-    return Path(run_dir) / ("adapter" if finetuning_type == "lora" else "model")
 
 
 def save_trained(model, tokenizer, run_dir: Path, finetuning_type: str) -> Path:

@@ -15,9 +15,9 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from llmft.config.run_dir import JOB_FILE
 from llmft.track import mlflow_store
 from llmft.track.summary import (
-    JOB_FILE,
     RunRow,
     format_table,
     measured_objective,

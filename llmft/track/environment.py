@@ -11,9 +11,9 @@ from importlib import metadata
 from pathlib import Path
 
 from llmft.config.paths import PROJECT_ROOT
+from llmft.config.run_dir import ENV_FILE
 from llmft.track.secrets import redact_arguments
 
-ENV_FILE = "env.json"
 PACKAGES = (
     "llmft",
     "torch",

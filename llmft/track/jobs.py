@@ -21,8 +21,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from llmft.config.run_dir import JOB_FILE
 from llmft.track.secrets import redact_arguments, redact_text
-from llmft.track.summary import JOB_FILE
 from llmft.track.sweep import this_sweep
 
 log = logging.getLogger(__name__)

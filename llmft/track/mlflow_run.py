@@ -19,23 +19,32 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from llmft.config.run_dir import (
+    BENCHMARK_PREDICTIONS_FILE,
+    ENV_FILE,
+    HYDRA_DIR,
+    LOG_FILE,
+    METRICS_FILE,
+    MLFLOW_RUN_FILE,
+    PLOT_FILE,
+    PREDICTIONS_FILE,
+    RESULT_DIRS,
+)
 from llmft.track import mlflow_store
 from llmft.track.params import config_params, plain_config
-from llmft.track.run_files import LOG_FILE, METRICS_FILE, is_number
+from llmft.track.run_files import is_number
 from llmft.track.secrets import redact_arguments, redact_text
 
 log = logging.getLogger(__name__)
-RUN_FILE = "mlflow_run.json"  # in the run dir: which MLflow run records it (a resumed run reopens it)
 # What a run leaves that is worth keeping beside its metrics (training, task=predict, task=eval).
 ARTIFACT_FILES = (
     LOG_FILE,
     METRICS_FILE,
-    "loss.png",
-    "env.json",
-    "generated_predictions.jsonl",
-    "benchmark_predictions.jsonl",
+    PLOT_FILE,
+    ENV_FILE,
+    PREDICTIONS_FILE,
+    BENCHMARK_PREDICTIONS_FILE,
 )
-MODEL_DIRS = ("adapter", "model")
 MAX_TAG_LENGTH = 5000
 BATCH = 100  # MLflow accepts at most 100 params per log_batch call
 
@@ -155,7 +164,7 @@ def open_run(
         "run_id": run.run_id,
         "parent_run_id": parent["run_id"] if parent else None,
     }
-    Path(run_dir, RUN_FILE).write_text(json.dumps(record))
+    Path(run_dir, MLFLOW_RUN_FILE).write_text(json.dumps(record))
     log.info("MLflow run %s (%s) in %s", run.run_id, name, uri)
     return run
 
@@ -163,7 +172,7 @@ def open_run(
 def continued_run(run_dir: Path, uri: str, parent: dict | None) -> str | None:
     """The MLflow run already recording run_dir (a resumed run), if it lives in this store under this
     parent: a rerun sweep has a new parent run, so its jobs' runs are new too."""
-    path = Path(run_dir) / RUN_FILE
+    path = Path(run_dir) / MLFLOW_RUN_FILE
     if not path.exists():
         return None
     recorded = json.loads(path.read_text())
@@ -172,7 +181,7 @@ def continued_run(run_dir: Path, uri: str, parent: dict | None) -> str | None:
 
 
 def recorded_run_id(run_dir: Path) -> str | None:
-    path = Path(run_dir) / RUN_FILE
+    path = Path(run_dir) / MLFLOW_RUN_FILE
     return json.loads(path.read_text())["run_id"] if path.exists() else None
 
 
@@ -180,14 +189,14 @@ def log_run_artifacts(run: MlflowRun, cfg: DictConfig, run_dir: Path) -> None:
     """The composed config (resolved, redacted), Hydra's record, the run files and optionally the model."""
     run_dir = Path(run_dir)
     run.client.log_text(run.run_id, OmegaConf.to_yaml(OmegaConf.create(plain_config(cfg))), "config.yaml")
-    hydra_dir = run_dir / ".hydra"
+    hydra_dir = run_dir / HYDRA_DIR
     if hydra_dir.is_dir():
         run.client.log_artifacts(run.run_id, str(hydra_dir), "hydra")
     for name in ARTIFACT_FILES:
         if (run_dir / name).exists():
             run.client.log_artifact(run.run_id, str(run_dir / name))
     if cfg.logger.get("log_model"):
-        for name in MODEL_DIRS:
+        for name in RESULT_DIRS:
             if (run_dir / name).is_dir():
                 run.client.log_artifacts(run.run_id, str(run_dir / name), name)
 

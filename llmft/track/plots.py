@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from llmft.config.run_dir import PLOT_FILE
 from llmft.track.run_files import loss_series, read_log
-
-PLOT_FILE = "loss.png"
 
 
 def plot_loss(run_dir: Path, title: str) -> Path | None:

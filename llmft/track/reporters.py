@@ -11,8 +11,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-TENSORBOARD_DIR = "tensorboard"
-SWANLAB_DIR = "swanlog"
+from llmft.config.run_dir import TENSORBOARD_DIR
+
 # trackers that are a package of their own; each is also an extra of llmft (pip install -e .[name])
 TRACKER_PACKAGES = ("wandb", "swanlab")
 

@@ -9,8 +9,7 @@ import json
 import math
 from pathlib import Path
 
-LOG_FILE = "trainer_log.jsonl"  # one JSON object per logging step (llmft.track.run_log.JsonlLogCallback)
-METRICS_FILE = "metrics.json"  # the final figures (written by llmft.train.fit)
+from llmft.config.run_dir import LOG_FILE, METRICS_FILE
 
 
 def is_number(value: object) -> bool:

@@ -1,6 +1,6 @@
 """trainer_log.jsonl: one JSON object per logging step, written by the main process only.
 
-The readers live in llmft.track.run_files (no transformers import) and are re-exported here.
+The readers live in llmft.track.run_files (no transformers import).
 """
 
 from __future__ import annotations
@@ -11,19 +11,8 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
-from llmft.track.run_files import LOG_FILE, METRICS_FILE, is_number, loss_series, read_log, read_metrics
-
-__all__ = [
-    "LOG_FILE",
-    "METRICS_FILE",
-    "JsonlLogCallback",
-    "append_log",
-    "forget_after",
-    "is_number",
-    "loss_series",
-    "read_log",
-    "read_metrics",
-]
+from llmft.config.run_dir import LOG_FILE
+from llmft.track.run_files import is_number, read_log
 
 
 class JsonlLogCallback(TrainerCallback):

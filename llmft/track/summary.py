@@ -12,10 +12,10 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from llmft.config.run_dir import JOB_FILE
 from llmft.track.mlflow_run import recorded_run_id
 from llmft.track.run_files import loss_series, read_log, read_metrics
 
-JOB_FILE = "job_status.json"  # written by llmft.track.jobs at the end of each sweep job
 KEY_METRICS = ("train_loss", "eval_loss", "train_tokens_per_second", "train_runtime")
 SHORT_NAMES = {"train_tokens_per_second": "tokens/s", "train_runtime": "runtime_s"}
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,9 +11,11 @@ from pathlib import Path
 from omegaconf import DictConfig
 from transformers import TrainerCallback
 
+from llmft.config.run_dir import SWANLAB_DIR
 from llmft.track.mlflow_run import MlflowRun, finish_run, open_run, run_name
 from llmft.track.params import config_params
-from llmft.track.reporters import SWANLAB_DIR, require_tracker_packages
+from llmft.track.ranks import is_main_process
+from llmft.track.reporters import require_tracker_packages
 from llmft.track.run_files import is_number, read_metrics
 from llmft.track.sweep import parent_of_this_job
 
@@ -53,11 +54,6 @@ class MlflowMetricsCallback(TrainerCallback):
     def log_final(self, metrics: dict[str, float]) -> None:
         """The stage's final figures (metrics.json) at the last step: they supersede the Trainer's own."""
         self.log(metrics, self.last_step)
-
-
-def is_main_process() -> bool:
-    """Rank 0 of a torchrun/accelerate launch (or a single process): the one that talks to MLflow."""
-    return int(os.environ.get("RANK", "0")) == 0
 
 
 @contextlib.contextmanager

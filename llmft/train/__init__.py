@@ -9,11 +9,12 @@ from pathlib import Path
 from omegaconf import DictConfig
 from transformers import set_seed
 
-from llmft.launch.callbacks import launch_callbacks
 from llmft.model.memory import memory_report
 from llmft.track.environment import write_environment
-from llmft.track.run_log import loss_series, read_log
-from llmft.track.tracking import is_main_process, tracked_run
+from llmft.track.ranks import is_main_process
+from llmft.track.run_files import loss_series, read_log
+from llmft.track.tracking import tracked_run
+from llmft.train.callbacks import launch_callbacks
 
 log = logging.getLogger(__name__)
 # The recipe of each stage, imported when chosen: an SFT run never pays for TRL (and what TRL imports).

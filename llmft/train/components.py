@@ -1,4 +1,4 @@
-"""The two pieces every recipe (and every inference engine) starts from."""
+"""The model every recipe trains (its tokenizer comes from llmft.model.loader.chat_tokenizer)."""
 
 from __future__ import annotations
 
@@ -6,17 +6,9 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from llmft.data.templates import apply_template
 from llmft.model.adapters import apply_finetuning, check_freeze_layers
-from llmft.model.loader import is_quantized, load_model, load_model_config, load_tokenizer
+from llmft.model.loader import is_quantized, load_model, load_model_config
 from llmft.model.unpad import unpad_decoder
-
-
-def chat_tokenizer(model_cfg: DictConfig) -> Any:
-    """The model's tokenizer with model.template applied (None keeps the tokenizer's own template)."""
-    tokenizer = load_tokenizer(model_cfg)
-    apply_template(tokenizer, model_cfg.template)
-    return tokenizer
 
 
 def trainable_model(cfg: DictConfig, tokenizer: Any, head: str = "causal_lm") -> Any:

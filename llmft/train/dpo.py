@@ -20,9 +20,10 @@ from transformers import Trainer, TrainerCallback
 from trl import DPOConfig, DPOTrainer
 
 from llmft.data import build_pair_datasets
+from llmft.model.loader import chat_tokenizer
 from llmft.track.run_log import JsonlLogCallback
 from llmft.train.arguments import common_training_arguments
-from llmft.train.components import chat_tokenizer, trainable_model
+from llmft.train.components import trainable_model
 from llmft.train.fit import fit_and_save
 
 REFERENCE_FREE_LOSSES = ("orpo", "simpo")

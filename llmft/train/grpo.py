@@ -16,10 +16,10 @@ from transformers import TrainerCallback
 from trl import GRPOConfig, GRPOTrainer, RLOOConfig, RLOOTrainer
 
 from llmft.data.prompts import build_prompt_dataset
-from llmft.model.loader import resolve_device, resolve_dtype
+from llmft.model.loader import chat_tokenizer
 from llmft.track.run_log import JsonlLogCallback
 from llmft.train.arguments import common_training_arguments
-from llmft.train.components import chat_tokenizer, trainable_model
+from llmft.train.components import trainable_model
 from llmft.train.fit import fit_and_save
 from llmft.train.rewards import build_rewards
 
@@ -32,7 +32,7 @@ def run_group_rl(
     method = cfg.method
     tokenizer = chat_tokenizer(cfg.model)
     prompts = build_prompt_dataset(cfg, tokenizer)
-    rewards = build_rewards(method, resolve_device(cfg.hardware), resolve_dtype(cfg.model, cfg.hardware))
+    rewards = build_rewards(cfg)
 
     model = trainable_model(cfg, tokenizer)
 

@@ -14,9 +14,10 @@ from transformers import TrainerCallback
 from trl import KTOConfig, KTOTrainer
 
 from llmft.data import build_kto_datasets
+from llmft.model.loader import chat_tokenizer
 from llmft.track.run_log import JsonlLogCallback
 from llmft.train.arguments import common_training_arguments
-from llmft.train.components import chat_tokenizer, trainable_model
+from llmft.train.components import trainable_model
 from llmft.train.dpo import use_base_as_reference
 from llmft.train.fit import fit_and_save
 

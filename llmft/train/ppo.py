@@ -34,14 +34,15 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from transformers import TrainerCallback, TrainerControl, TrainerState, get_scheduler
 
+from llmft.config.run_dir import COMPLETE_MARKER, checkpoint_path, checkpoint_step
 from llmft.data.prompts import build_prompt_dataset
-from llmft.launch.resume import CHECKPOINT_DIR, COMPLETE_MARKER, checkpoint_step, last_checkpoint
-from llmft.model.loader import resolve_device, resolve_dtype, resolve_precision
+from llmft.model.loader import chat_tokenizer, resolve_device, resolve_precision
 from llmft.model.save import save_trained
-from llmft.track.plots import plot_loss
-from llmft.track.run_log import METRICS_FILE, append_log, forget_after
+from llmft.track.run_files import read_log
+from llmft.track.run_log import JsonlLogCallback
 from llmft.train import ppo_core
-from llmft.train.components import chat_tokenizer, trainable_model
+from llmft.train.components import trainable_model
+from llmft.train.fit import record_metrics, resume_checkpoint
 from llmft.train.rewards import build_rewards, total_rewards
 
 log = logging.getLogger(__name__)
@@ -84,7 +85,7 @@ def run_ppo(
     device = resolve_device(cfg.hardware)
     tokenizer = chat_tokenizer(cfg.model)
     prompts = build_prompt_dataset(cfg, tokenizer)
-    rewards = build_rewards(method, device, resolve_dtype(cfg.model, cfg.hardware))
+    rewards = build_rewards(cfg)
     model, value_head = load_policy(cfg, tokenizer, device)
 
     stream = PromptStream(len(prompts), method.per_device_train_batch_size, cfg.seed)
@@ -98,6 +99,7 @@ def run_ppo(
     trainer = PpoTrainer(cfg, model, value_head, tokenizer, rewards, optimizer, device)
 
     state = TrainerState(global_step=start_step, max_steps=total_steps)
+    callbacks = [JsonlLogCallback(run_dir), *callbacks]
     for callback in callbacks:
         callback.on_train_begin(None, state, TrainerControl())
     window: dict[str, list[float]] = defaultdict(list)
@@ -120,18 +122,17 @@ def run_ppo(
             record.update(
                 learning_rate=scheduler.get_last_lr()[0], epoch=step * stream.batch_size / len(prompts)
             )
-            write_log(run_dir, state, record, callbacks)
+            write_log(state, record, callbacks)
             window.clear()
         if step % method.save_steps == 0 or step == total_steps:
             save_checkpoint(run_dir, step, model, value_head, optimizer, scheduler, method.save_total_limit)
 
     runtime = time.perf_counter() - started
-    save_trained(model, tokenizer, run_dir, method.finetuning_type)
-    save_file(value_head.state_dict(), str(Path(run_dir) / "adapter" / VALUE_HEAD_FILE))
-    metrics = final_metrics(run_dir, losses, runtime, state.num_input_tokens_seen)
-    Path(run_dir, METRICS_FILE).write_text(json.dumps(metrics, indent=2))
-    plot_loss(run_dir, title)
-    return metrics
+    out_dir = save_trained(model, tokenizer, run_dir, method.finetuning_type)
+    save_file(value_head.state_dict(), str(out_dir / VALUE_HEAD_FILE))
+    return record_metrics(
+        run_dir, final_metrics(run_dir, losses, runtime, state.num_input_tokens_seen), title
+    )
 
 
 def load_policy(cfg: DictConfig, tokenizer, device: str) -> tuple[nn.Module, ValueHead]:
@@ -312,11 +313,8 @@ def _as_list(value) -> list:
 # --- the run dir: log records, checkpoints, resume, metrics -----------------------------------
 
 
-def write_log(
-    run_dir: Path, state: TrainerState, record: dict[str, float], callbacks: Sequence[TrainerCallback]
-) -> None:
-    """trainer_log.jsonl, and the trackers' callbacks (MLflow) as a Trainer would call them."""
-    append_log(run_dir, state.global_step, record)
+def write_log(state: TrainerState, record: dict[str, float], callbacks: Sequence[TrainerCallback]) -> None:
+    """The logging callbacks (trainer_log.jsonl, the trackers' such as MLflow) as a Trainer would call them."""
     for callback in callbacks:
         callback.on_log(None, state, TrainerControl(), logs=dict(record))
     log.info("step %d: %s", state.global_step, ", ".join(f"{k}={v:.4g}" for k, v in record.items()))
@@ -325,7 +323,7 @@ def write_log(
 def save_checkpoint(run_dir, step, model, value_head, optimizer, scheduler, keep: int | None) -> None:
     """checkpoints/checkpoint-<step>: adapter, value head, optimiser and schedule; the oldest beyond
     `keep` are removed."""
-    directory = Path(run_dir) / CHECKPOINT_DIR / f"checkpoint-{step}"
+    directory = checkpoint_path(run_dir, step)
     model.save_pretrained(directory)
     save_file(value_head.state_dict(), str(directory / VALUE_HEAD_FILE))
     torch.save(
@@ -342,7 +340,7 @@ def resume(run_dir, model, value_head, optimizer, scheduler) -> int:
     """Load the last checkpoint of run_dir, if any; return the step it was taken at (0 for a fresh start)."""
     from peft import set_peft_model_state_dict
 
-    checkpoint = last_checkpoint(run_dir)
+    checkpoint = resume_checkpoint(run_dir)
     if checkpoint is None:
         return 0
     directory = Path(checkpoint)
@@ -351,15 +349,11 @@ def resume(run_dir, model, value_head, optimizer, scheduler) -> int:
     states = torch.load(directory / "optimizer.pt", weights_only=True)
     optimizer.load_state_dict(states["optimizer"])
     scheduler.load_state_dict(states["scheduler"])
-    step = json.loads((directory / STATE_FILE).read_text())["global_step"]
-    forget_after(run_dir, step)
-    return step
+    return json.loads((directory / STATE_FILE).read_text())["global_step"]
 
 
 def final_metrics(run_dir: Path, losses: list[float], runtime: float, tokens: int) -> dict[str, float]:
     """train_loss of this session, the last logged reward and KL, runtime and throughput."""
-    from llmft.track.run_log import read_log
-
     last = next((record for record in reversed(read_log(run_dir)) if "reward" in record), {})
     metrics = {"train_loss": sum(losses) / len(losses)} if losses else {}
     metrics.update({key: last[key] for key in ("reward", "kl") if key in last})

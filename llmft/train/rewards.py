@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import json
 import re
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -101,62 +100,30 @@ def _words(text: str) -> list[str]:
 
 
 class RewardModel(Reward):
-    """A trained reward model (sequence classification, one label) scoring prompt turns + reply,
-    rendered with the reward model's own chat template: its output at the last token."""
+    """A trained reward model scoring prompt turns + reply, rendered with the reward model's own chat
+    template (llmft.model.reward, as task=serve scores)."""
 
-    def __init__(self, model: Any, tokenizer: Any) -> None:
-        self.model, self.tokenizer = model.eval(), tokenizer
+    def __init__(self, scorer: Any) -> None:
+        self.scorer = scorer
 
     @classmethod
-    def load(cls, path: str, device: str, dtype: Any) -> RewardModel:
-        """From an rm run dir (its adapter/ or model/) or a reward model directory (full or LoRA)."""
-        from transformers import AutoModelForSequenceClassification
+    def load(cls, cfg: DictConfig) -> RewardModel:
+        """method.reward_model (an rm run dir or a reward model directory), unquantized, on the run's
+        hardware in the policy's dtype."""
+        from llmft.model.reward import RewardScorer, reward_model_config
 
-        from llmft.config.checks.stages import reward_model_dir
-        from llmft.model.loader import load_tokenizer
-
-        directory = reward_model_dir(path)
-        adapter_config = directory / "adapter_config.json"
-        base = (
-            json.loads(adapter_config.read_text())["base_model_name_or_path"]
-            if adapter_config.is_file()
-            else None
-        )
-        source = OmegaConf.create(
-            {
-                "name_or_path": base or str(directory),
-                "adapter_path": str(directory) if base else None,
-                "tiny": None,
-                "revision": None,
-                "trust_remote_code": False,
-                "hub": "auto",
-            }
-        )
-        tokenizer = load_tokenizer(source)
-        model = AutoModelForSequenceClassification.from_pretrained(
-            source.name_or_path, num_labels=1, dtype=dtype
-        )
-        model.config.pad_token_id = tokenizer.pad_token_id
-        if base:
-            from peft import PeftModel
-
-            model = PeftModel.from_pretrained(model, str(directory))
-        return cls(model.to(device), tokenizer)
+        reward_cfg = OmegaConf.merge(cfg, {"quantization": {"method": "none"}})
+        reward_cfg.model = reward_model_config(cfg.method.reward_model, dtype=cfg.model.dtype)
+        return cls(RewardScorer.load(reward_cfg))
 
     def __call__(
         self, prompts: list[str], completions: list[str], messages: list, **columns: Any
     ) -> list[float]:
-        import torch
-
-        scores = []
-        with torch.inference_mode():
-            for turns, completion in zip(messages, completions, strict=True):  # one at a time: no padding
-                ids = self.tokenizer.apply_chat_template(
-                    [*turns, {"role": "assistant", "content": completion}], tokenize=True, return_dict=False
-                )
-                logits = self.model(input_ids=torch.tensor([ids], device=self.model.device)).logits
-                scores.append(float(logits[0, 0]))
-        return scores
+        conversations = [
+            [*turns, {"role": "assistant", "content": completion}]
+            for turns, completion in zip(messages, completions, strict=True)
+        ]
+        return self.scorer.score(conversations)[0]
 
 
 BUILTINS: dict[str, Callable[[], RewardFunc]] = {
@@ -198,11 +165,11 @@ def _from_spec(spec: DictConfig) -> RewardFunc:
     return functools.update_wrapper(functools.partial(target, **arguments), target) if arguments else target
 
 
-def build_rewards(method: Any, device: str, dtype: Any) -> list[RewardFunc]:
-    """Every reward the method names: its reward functions, then its reward model (when set)."""
-    funcs = build_reward_funcs(method.reward_funcs)
-    if method.reward_model:
-        funcs.append(RewardModel.load(method.reward_model, device, dtype))
+def build_rewards(cfg: DictConfig) -> list[RewardFunc]:
+    """Every reward cfg.method names: its reward functions, then its reward model (when set)."""
+    funcs = build_reward_funcs(cfg.method.reward_funcs)
+    if cfg.method.reward_model:
+        funcs.append(RewardModel.load(cfg))
     return funcs
 
 

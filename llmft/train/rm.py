@@ -1,6 +1,6 @@
 """Reward modelling: a one-output score head learns to rank chosen above rejected, via TRL's RewardTrainer.
 
-The result loads where reward models are used: `task=serve` (/v1/score, llmft.infer.reward) and a later
+The result loads where reward models are used: `task=serve` (/v1/score, llmft.model.reward) and a later
 ppo run's `method.reward_model`. LoRA saves adapter/ with task_type SEQ_CLS and the trained score head;
 full and freeze save model/ as a *ForSequenceClassification checkpoint.
 """
@@ -17,10 +17,10 @@ from trl import RewardConfig, RewardTrainer
 
 from llmft.data import build_pair_datasets
 from llmft.model.adapters import SCORE_HEADS
-from llmft.model.loader import is_quantized, resolve_dtype
+from llmft.model.loader import chat_tokenizer, is_quantized, resolve_dtype
 from llmft.track.run_log import JsonlLogCallback
 from llmft.train.arguments import common_training_arguments
-from llmft.train.components import chat_tokenizer, trainable_model
+from llmft.train.components import trainable_model
 from llmft.train.fit import fit_and_save
 
 

@@ -18,10 +18,11 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 from llmft.data import build_sft_datasets
 from llmft.data.collate import PaddedCollator, PaddingFreeCollator
 from llmft.data.pipeline import packing_enabled
+from llmft.model.loader import chat_tokenizer
 from llmft.model.logits import takes_logits_mask
 from llmft.track.run_log import JsonlLogCallback
 from llmft.train.arguments import common_training_arguments
-from llmft.train.components import chat_tokenizer, trainable_model
+from llmft.train.components import trainable_model
 from llmft.train.fit import fit_and_save
 
 

@@ -2,29 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 
 from omegaconf import DictConfig
 
-from llmft.config.checks.common import missing_packages
-
-# generation.backend -> (the package it needs, how to install it); hf needs nothing extra.
-BACKEND_PACKAGES = {"vllm": ("vllm", "pip install vllm"), "sglang": ("sglang", 'pip install "sglang[all]"')}
-
+from llmft.infer.access import LOOPBACK_HOSTS, TOKEN_ENV
+from llmft.infer.backends import backend_problem
+from llmft.model.optional import missing_packages
 
 GENERATING_TASKS = ("chat", "serve", "predict")
-
-
-def backend_problem(backend: str) -> str | None:
-    """Why generation.backend cannot run here (its package is missing), or None."""
-    if backend not in BACKEND_PACKAGES or importlib.util.find_spec(BACKEND_PACKAGES[backend][0]) is not None:
-        return None
-    package, install = BACKEND_PACKAGES[backend]
-    return (
-        f"generation.backend={backend} needs the '{package}' package, which is not installed. "
-        f"Install it with `{install}` (a CUDA GPU machine), or use generation.backend=hf."
-    )
 
 
 def generation(cfg: DictConfig) -> list[str]:
@@ -58,10 +44,6 @@ def generation(cfg: DictConfig) -> list[str]:
         ),
     ]
     return [message for ok, message in checks if not ok]
-
-
-LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
-TOKEN_ENV = "LLMFT_API_KEY"
 
 
 def board(cfg: DictConfig) -> list[str]:

@@ -6,15 +6,8 @@ import json
 
 from omegaconf import DictConfig
 
-from llmft.config.checks.common import missing_packages
 from llmft.config.paths import resolve_local_path
-
-# Pre-quantized checkpoints: quantization.method -> (packages transformers needs to load them, how to install).
-PREQUANTIZED_BACKENDS = {
-    "gptq": (("optimum", "gptqmodel"), "pip install optimum gptqmodel"),
-    "awq": (("gptqmodel",), "pip install gptqmodel"),
-}
-
+from llmft.model.optional import PREQUANTIZED_BACKENDS, missing_packages
 
 LORA_ONLY_KNOBS = ("use_dora", "use_rslora", "pissa_init", "loraplus_lr_ratio", "additional_target")
 

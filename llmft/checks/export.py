@@ -6,9 +6,8 @@ import re
 
 from omegaconf import DictConfig
 
-from llmft.config.checks.common import missing_packages
-from llmft.config.checks.quantization import PREQUANTIZED_BACKENDS
 from llmft.config.paths import resolve_local_path
+from llmft.model.optional import PREQUANTIZED_BACKENDS, missing_packages
 
 GPTQ_EXPORT_BITS = (2, 3, 4, 8)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from omegaconf import DictConfig, OmegaConf
 
-from llmft.config.checks.common import choice_problem
+from llmft.checks.common import choice_problem
 from llmft.config.errors import did_you_mean, schema_keys
 from llmft.config.hubs import HUBS
 from llmft.config.tasks import TASKS

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
-from llmft.config.checks.common import choice_problem
+from llmft.checks.common import choice_problem
 
 # transformers' SchedulerType values (kept here: the config layer imports no transformers;
 # tests/test_bad_input.py checks the list still matches).

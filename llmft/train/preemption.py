@@ -2,6 +2,7 @@
 
 Slurm sends it before a time limit or a preemption (then submitit, whose handler we wrap, requeues the
 job); `kill -USR2 <pid>` (the board's Stop) sends it to a local run, which then ends KILLED in MLflow.
+llmft.launch installs the handler where it starts a run; the Trainer callback acts on it.
 """
 
 from __future__ import annotations

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
-from llmft.config.checks.common import missing_packages
 from llmft.config.hubs import MODELSCOPE_INSTALL, uses_modelscope
 from llmft.config.paths import is_local_dataset, resolve_local_path
+from llmft.model.optional import missing_packages
 
 
 def modelscope_ids(cfg: DictConfig) -> list[str]:

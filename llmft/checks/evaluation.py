@@ -1,35 +1,20 @@
 """What task=eval needs: a benchmark it can find and a usable number of shots.
 
-The hub benchmarks' file layouts are checked by llmft.evaluate.suites (called by llmft.main right
-after this), which knows their subjects and splits.
+The hub benchmarks' file layouts are checked by llmft.evaluate.suites (run with these checks by
+llmft.checks.validate), which knows their subjects and splits.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from omegaconf import DictConfig
 
-from llmft.config.paths import PROJECT_ROOT, resolve_local_path
-
-# name -> hub dataset; read in the hub repo's own layout, from the hub or from task.data_dir
-HUB_BENCHMARKS = {"mmlu": "cais/mmlu", "ceval": "ceval/ceval-exam", "cmmlu": "haonan-li/cmmlu"}
-LM_EVAL = "lm_eval"  # lm-evaluation-harness runs task.lm_eval_tasks
-SHIPPED_BENCHMARKS = PROJECT_ROOT / "llmft" / "evaluate" / "benchmarks"  # <name>.jsonl, offline
-BENCHMARK_EXTENSIONS = (".json", ".jsonl")
-
-
-def shipped_benchmarks() -> list[str]:
-    return sorted(path.stem for path in SHIPPED_BENCHMARKS.glob("*.jsonl"))
-
-
-def benchmark_file(name: str) -> Path | None:
-    """The local file behind task.benchmark (a shipped name or a path), or None for a hub benchmark."""
-    if name in HUB_BENCHMARKS or name == LM_EVAL:
-        return None
-    if (shipped := SHIPPED_BENCHMARKS / f"{name}.jsonl").is_file():
-        return shipped
-    return resolve_local_path(name)
+from llmft.evaluate.catalog import (
+    BENCHMARK_EXTENSIONS,
+    HUB_BENCHMARKS,
+    LM_EVAL,
+    benchmark_file,
+    shipped_benchmarks,
+)
 
 
 def evaluation(cfg: DictConfig) -> list[str]:

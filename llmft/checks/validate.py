@@ -1,15 +1,17 @@
 """Checks the schema's types cannot express: allowed choices, impossible combinations, missing files.
 
-Runs right after composition, before torch is imported, and reports every problem at once.
+Runs right after composition, before torch is imported, and reports every problem at once. The data
+and evaluate layers check what only they know (dataset files and formats, the chat template, benchmark
+files); they are run here too, so one report holds every problem.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
 
 from omegaconf import DictConfig
 
-from llmft.config.checks import (
+from llmft.checks import (
     basics,
     evaluation,
     export,
@@ -24,7 +26,10 @@ from llmft.config.checks import (
     tracking,
 )
 from llmft.config.errors import ConfigError
+from llmft.data.sources import check_data_settings
+from llmft.evaluate.suites import layout_problems
 
+log = logging.getLogger(__name__)
 CHECKS = (
     basics.unknown_top_level,
     basics.choices,
@@ -44,17 +49,17 @@ CHECKS = (
     pipeline.pipeline,
     stages.stage_data,
     stages.online_rl,
+    check_data_settings,
+    lambda cfg: layout_problems(cfg.task),
 )
 
 
-def validate(cfg: DictConfig, data_problems: Sequence[str] = ()) -> None:
-    """Raise ConfigError listing every problem found in the composed config.
-
-    data_problems: what the data and evaluate layers found (llmft.data.sources.check_data_settings:
-    dataset files, formats and the chat template; llmft.evaluate.suites.layout_problems: benchmark
-    files); those are their knowledge, this layer only gathers them into the one report.
-    """
-    problems = [problem for check in CHECKS for problem in check(cfg)] + list(data_problems)
+def validate(cfg: DictConfig) -> None:
+    """Raise ConfigError listing every problem found in the composed config; warn of settings the run
+    will ignore."""
+    for warning in stages.ignored_knobs(cfg):
+        log.warning(warning)
+    problems = [problem for check in CHECKS for problem in check(cfg)]
     if len(problems) == 1:
         raise ConfigError(problems[0])
     if problems:

@@ -1,4 +1,5 @@
-"""Trainer callbacks the launch adds: checkpoints on USR2 (Slurm preemption, Stop), a replica check for DDP."""
+"""Trainer callbacks for how the run was launched: checkpoints on USR2 (Slurm preemption, Stop), a replica
+check for DDP."""
 
 from __future__ import annotations
 
@@ -9,10 +10,10 @@ from pathlib import Path
 from omegaconf import DictConfig
 from transformers import TrainerCallback
 
-from llmft.launch.preemption import CheckpointOnPreemption, PreemptionState
-from llmft.launch.world import LaunchError, world_size
-
-REPLICAS_FILE = "replicas.json"
+from llmft.config.errors import ReportedError
+from llmft.config.run_dir import REPLICAS_FILE
+from llmft.track.ranks import world_size
+from llmft.train.preemption import CheckpointOnPreemption, PreemptionState
 
 
 def launch_callbacks(cfg: DictConfig, run_dir: Path) -> list[TrainerCallback]:
@@ -36,8 +37,10 @@ def trainable_digest(model) -> str:
     return digest.hexdigest()
 
 
-class ReplicasDisagree(LaunchError):
+class ReplicasDisagree(ReportedError, RuntimeError):
     """DDP ranks ended training with different step counts or weights: the result cannot be trusted."""
+
+    label = "launch error"
 
 
 def replica_disagreement(replicas: list[dict]) -> str | None:
