@@ -100,3 +100,30 @@ def test_precomputed_reference_log_probs_give_the_same_loss(tmp_path):
         with torch.no_grad():
             losses[precompute] = trainer.compute_loss(trainer.model, batch)
     torch.testing.assert_close(losses[True], losses[False], atol=1e-5, rtol=1e-5)
+
+
+def test_the_fused_log_prob_head_scores_only_completions_on_cpu_with_the_same_result(monkeypatch):
+    """TRL's fused head scores every position off CUDA; llmft tells it to score only labelled ones."""
+    from trl.kernels.chunked_logprob import _use_triton
+    from trl.trainer import utils
+    from trl.trainer.utils import add_fused_lm_head
+
+    from llmft.model.loader import chat_tokenizer, load_model
+    from llmft.train.fused_head import score_labelled_positions_only_on_cpu
+
+    monkeypatch.setattr(utils, "_use_triton", _use_triton)  # TRL's own choice, whatever ran before
+    cfg = compose("model=tiny")
+    tokenizer = chat_tokenizer(cfg.model)
+    model = load_model(cfg, tokenizer).eval()
+    add_fused_lm_head(model)
+    input_ids = torch.randint(3, 200, (2, 12))
+    labels = input_ids.masked_fill(torch.arange(12) < 7, -100)  # the prompt's positions have no label
+
+    with torch.no_grad():
+        every_position = model(input_ids=input_ids, labels=labels, fused_lm_head=True).log_probs
+        assert not utils._use_triton(torch.device("cpu"))
+        score_labelled_positions_only_on_cpu()
+        assert utils._use_triton(torch.device("cpu"))  # the head now compacts on the CPU
+        labelled_only = model(input_ids=input_ids, labels=labels, fused_lm_head=True).log_probs
+    torch.testing.assert_close(labelled_only, every_position, atol=1e-5, rtol=1e-5)
+    assert (labelled_only[:, :6] == 0).all() and (labelled_only[:, 6:] != 0).all()

@@ -25,6 +25,7 @@ from llmft.track.run_log import JsonlLogCallback
 from llmft.train.arguments import common_training_arguments
 from llmft.train.components import trainable_model
 from llmft.train.fit import fit_and_save
+from llmft.train.fused_head import score_labelled_positions_only_on_cpu
 
 REFERENCE_FREE_LOSSES = ("orpo", "simpo")
 
@@ -94,6 +95,7 @@ def _reference_free_trainer(cfg: DictConfig, run_dir: Path, model, tokenizer, da
 
 
 def build_dpo_trainer(cfg: DictConfig, run_dir: Path, callbacks: Sequence[TrainerCallback] = ()) -> Trainer:
+    score_labelled_positions_only_on_cpu()
     tokenizer = chat_tokenizer(cfg.model)  # TRL renders prompt and replies with it
     datasets = build_pair_datasets(cfg, tokenizer)
 

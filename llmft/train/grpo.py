@@ -20,6 +20,7 @@ from llmft.model.loader import chat_tokenizer
 from llmft.track.run_log import JsonlLogCallback
 from llmft.train.arguments import common_training_arguments
 from llmft.train.components import trainable_model
+from llmft.train.fused_head import score_labelled_positions_only_on_cpu
 from llmft.train.fit import fit_and_save
 from llmft.train.rewards import build_rewards
 
@@ -30,6 +31,7 @@ def run_group_rl(
     cfg: DictConfig, run_dir: Path, title: str, callbacks: Sequence[TrainerCallback] = ()
 ) -> dict[str, float]:
     method = cfg.method
+    score_labelled_positions_only_on_cpu()
     tokenizer = chat_tokenizer(cfg.model)
     prompts = build_prompt_dataset(cfg, tokenizer)
     rewards = build_rewards(cfg)

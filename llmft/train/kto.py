@@ -20,11 +20,13 @@ from llmft.train.arguments import common_training_arguments
 from llmft.train.components import trainable_model
 from llmft.train.dpo import use_base_as_reference
 from llmft.train.fit import fit_and_save
+from llmft.train.fused_head import score_labelled_positions_only_on_cpu
 
 
 def build_kto_trainer(
     cfg: DictConfig, run_dir: Path, callbacks: Sequence[TrainerCallback] = ()
 ) -> KTOTrainer:
+    score_labelled_positions_only_on_cpu()
     tokenizer = chat_tokenizer(cfg.model)  # TRL renders prompt and reply with it
     train_set, eval_set = build_kto_datasets(cfg, tokenizer)
 
