@@ -20,8 +20,8 @@ from llmft.model.loader import chat_tokenizer
 from llmft.track.run_log import JsonlLogCallback
 from llmft.train.arguments import common_training_arguments
 from llmft.train.components import trainable_model
-from llmft.train.fused_head import score_labelled_positions_only_on_cpu
 from llmft.train.fit import fit_and_save
+from llmft.train.fused_head import score_labelled_positions_only_on_cpu
 from llmft.train.rewards import build_rewards
 
 TRAINERS = {"grpo": (GRPOConfig, GRPOTrainer), "rloo": (RLOOConfig, RLOOTrainer)}
