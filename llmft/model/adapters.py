@@ -42,6 +42,11 @@ def apply_finetuning(model, method_cfg: Any, model_cfg: Any, quantized: bool):
     return model
 
 
+def without_adapter(model) -> Any:
+    """The transformers model under a PEFT adapter (the model itself when it has none)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
 def trainable_summary(model) -> str:
     """'trainable 12,288 / 315,000 (3.90%)'; 4-bit weights count two parameters per stored byte."""
     trainable = total = 0

@@ -9,11 +9,13 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
+from llmft.model.adapters import without_adapter
+
 
 def takes_logits_mask(model: Any) -> bool:
     from transformers.loss.loss_utils import LOSS_MAPPING, ForCausalLMLoss
 
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # under a PEFT adapter
+    base = without_adapter(model)
     return (
         type(base).__module__.startswith("transformers.")
         and "logits_to_keep" in inspect.signature(base.forward).parameters

@@ -18,15 +18,16 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from llmft.model.adapters import without_adapter
 from llmft.model.attention import VARLEN_SDPA
 
 # attention implementations that keep the samples of a padding-free row apart
-SAMPLE_ISOLATING_ATTENTION = (VARLEN_SDPA, "flash_attention_2", "flash_attention_3")
+SAMPLE_ISOLATING_ATTENTION = (VARLEN_SDPA, "flash_attention_2")
 
 
 def unpad_decoder(model: Any) -> bool:
     """Make `model`'s decoder run padded batches padding-free; False where its attention cannot."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # under a PEFT adapter
+    base = without_adapter(model)
     if base.config._attn_implementation not in SAMPLE_ISOLATING_ATTENTION:
         return False
     decoder = base.get_decoder()

@@ -4,7 +4,7 @@ DPO, KTO and GRPO in TRL compute per-token log-probabilities through a fused, ch
 and XPU it runs the LM head only on the positions with a label (the completions); on every other device
 it scores every position, prompt and padding included, so that compilers with static shapes (Neuron)
 do not recompile. The CPU compiles nothing, and there that choice computes the LM head, its softmax and
-its backward on tokens whose results are thrown away: a third of DPO's time on the benchmark's pairs.
+its backward on tokens whose results are thrown away (10-15% of DPO's time on the benchmark's pairs).
 The result is the same either way (TRL scatters the scored positions back and zeroes the others).
 """
 
