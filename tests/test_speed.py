@@ -135,6 +135,42 @@ def test_padded_batches_run_padding_free_with_the_same_logits_and_gradient(tiny)
     torch.testing.assert_close(gradients[1], gradients[0], atol=1e-5, rtol=1e-4)
 
 
+def _graph_nodes(tensor: torch.Tensor) -> set[str]:
+    """The kinds of autograd node behind `tensor`."""
+    seen, stack = {}, [tensor.grad_fn]
+    while stack:
+        node = stack.pop()
+        if node is not None and id(node) not in seen:
+            seen[id(node)] = type(node).__name__
+            stack.extend(next_node for next_node, _ in node.next_functions)
+    return set(seen.values())
+
+
+def test_fused_lora_layers_give_peft_s_logits_and_gradients(tiny):
+    """method.lora_fused (default) runs each LoRA linear as one autograd function: same numbers as PEFT."""
+    from llmft.model.adapters import apply_finetuning
+
+    model, tokenizer = tiny
+    batch = PaddingFreeCollator()(samples(tokenizer))
+    outputs = {}
+    for fused in (False, True):
+        method = compose("method=lora_sft", "method.lora_target=all", f"method.lora_fused={fused}").method
+        torch.manual_seed(0)
+        peft_model = apply_finetuning(copy.deepcopy(model), method, compose().model, quantized=False)
+        for name, weight in peft_model.named_parameters():
+            if "lora_B" in name:  # a trained adapter: B starts at zero, which would hide its path
+                torch.nn.init.normal_(weight, std=0.02)
+        output = peft_model(**batch)
+        output.loss.backward()
+        assert ("_LoraLinearBackward" in _graph_nodes(output.loss)) is fused
+        gradients = {name: p.grad for name, p in peft_model.named_parameters() if p.requires_grad}
+        outputs[fused] = output.logits.detach(), gradients
+    torch.testing.assert_close(outputs[True][0], outputs[False][0], atol=1e-5, rtol=1e-5)
+    assert outputs[True][1].keys() == outputs[False][1].keys()
+    for name, gradient in outputs[False][1].items():
+        torch.testing.assert_close(outputs[True][1][name], gradient, atol=1e-6, rtol=1e-4)
+
+
 def test_packed_rows_keep_every_sample_whole_and_apart(tiny):
     model, tokenizer = tiny
     lengths = [300, 200, 120, 90, 60, 40, 10]

@@ -93,6 +93,8 @@ class MethodConfig:
     lora_target: Any = "auto"  # auto (the model preset's) | all (every linear but the head) | [module names]
     use_dora: bool = False
     use_rslora: bool = False
+    # one autograd function per plain LoRA linear layer: PEFT's result with fewer activation-sized passes
+    lora_fused: bool = True
     pissa_init: bool = False  # PiSSA: start from the principal singular vectors (base keeps the residual)
     pissa_iter: int = 16  # PiSSA fast-SVD iterations; <= 0: exact SVD (slow on big models)
     loraplus_lr_ratio: float | None = None  # LoRA+: B matrices learn at learning_rate * ratio (e.g. 16)

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from llmft.model.errors import ModelError
+from llmft.model.fused_lora import fuse_lora_layers
 from llmft.model.lora_variants import (
     init_lora_weights,
     mark_loraplus,
@@ -141,6 +142,8 @@ def _apply_lora(model, method_cfg: Any, model_cfg: Any, quantized: bool):
         if method_cfg.pissa_init:
             remember_pissa_initial_adapter(peft_model)
     mark_loraplus(peft_model, method_cfg.loraplus_lr_ratio)
+    if method_cfg.lora_fused:
+        fuse_lora_layers(peft_model)
     return peft_model
 
 
