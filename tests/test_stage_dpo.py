@@ -11,10 +11,13 @@ import torch
 from conftest import compose
 from safetensors.torch import load_file
 from test_stage_data import pairs_dataset, write_pairs
+from transformers import set_seed
 
+from llmft.config.errors import ConfigError
+from llmft.main import check
 from llmft.model.loader import resolve_model_path
 from llmft.track.run_files import read_log
-from llmft.train.dpo import build_dpo_trainer
+from llmft.train.dpo import build_dpo_trainer, pairs_per_pass
 from llmft.train.fit import fit_and_save
 
 # Eval only at the end (eval_steps past max_steps): evaluating every few steps would double the run time.
@@ -100,6 +103,47 @@ def test_precomputed_reference_log_probs_give_the_same_loss(tmp_path):
         with torch.no_grad():
             losses[precompute] = trainer.compute_loss(trainer.model, batch)
     torch.testing.assert_close(losses[True], losses[False], atol=1e-5, rtol=1e-5)
+
+
+def test_pairs_in_passes_train_exactly_as_the_whole_batch(tmp_path):
+    """method.pref_pairs_per_pass holds one pass's activations at a time; the step stays the batch's."""
+    data = pairs_dataset(write_pairs(tmp_path / "pairs.json", 16))
+    adapters, losses = {}, {}
+    for per_pass in (4, 1):
+        cfg = compose(
+            "method=lora_dpo",
+            *data,
+            *QUICK,
+            "method.logging_steps=1",
+            "method.max_steps=3",
+            "method.learning_rate=1e-2",
+            "method.per_device_train_batch_size=4",
+            f"method.pref_pairs_per_pass={per_pass}",
+        )
+        set_seed(0)  # the same initial adapter for both
+        trainer = build_dpo_trainer(cfg, tmp_path / str(per_pass))
+        assert trainer.args.per_device_train_batch_size == per_pass
+        assert trainer.args.gradient_accumulation_steps == 4 // per_pass
+        trainer.train()
+        adapters[per_pass] = {
+            name: p.detach() for name, p in trainer.model.named_parameters() if p.requires_grad
+        }
+        losses[per_pass] = [
+            record["loss"] for record in read_log(tmp_path / str(per_pass)) if "loss" in record
+        ]
+    assert len(losses[1]) == 3 and losses[1][-1] < losses[1][0]  # it trains
+    assert losses[1] == pytest.approx(losses[4], rel=1e-4)
+    for name, weight in adapters[4].items():
+        torch.testing.assert_close(adapters[1][name], weight, atol=1e-5, rtol=1e-4)
+
+
+def test_pairs_go_one_per_pass_on_the_cpu_only_where_that_keeps_the_loss():
+    assert pairs_per_pass(compose("method=lora_dpo")) == 1
+    assert pairs_per_pass(compose("method=lora_dpo", "method.pref_ftx=0.5")) == 4  # a token mean: no split
+    with pytest.raises(ConfigError, match="method.pref_pairs_per_pass=1 splits each batch"):
+        check(compose("method=lora_dpo", "method.pref_ftx=0.5", "method.pref_pairs_per_pass=1"))
+    with pytest.raises(ConfigError, match="must divide method.per_device_train_batch_size=4"):
+        check(compose("method=lora_dpo", "method.pref_pairs_per_pass=3"))
 
 
 def test_the_fused_log_prob_head_scores_only_completions_on_cpu_with_the_same_result(monkeypatch):

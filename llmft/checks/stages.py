@@ -6,7 +6,7 @@ import dataclasses
 
 from omegaconf import DictConfig
 
-from llmft.config.schema import MethodConfig
+from llmft.config.schema import PER_PAIR_PREF_LOSSES, MethodConfig, pref_batch_splits_exactly
 from llmft.data.sources import STAGE_DATA, data_kind_problems
 from llmft.model.directories import reward_model_problem
 
@@ -63,6 +63,24 @@ def online_rl(cfg: DictConfig) -> list[str]:
     return problems  # the datasets' kind: stage_data
 
 
+def pref_pairs_per_pass(cfg: DictConfig) -> list[str]:
+    method = cfg.method
+    per_pass, batch = method.pref_pairs_per_pass, method.per_device_train_batch_size
+    if method.stage != "dpo" or per_pass is None:
+        return []
+    if per_pass < 1 or batch % per_pass:
+        return [
+            f"method.pref_pairs_per_pass={per_pass} must divide method.per_device_train_batch_size={batch}."
+        ]
+    if per_pass < batch and not pref_batch_splits_exactly(method):
+        return [
+            f"method.pref_pairs_per_pass={per_pass} splits each batch into passes, which keeps the loss only for "
+            f"{', '.join(PER_PAIR_PREF_LOSSES)} without method.pref_ftx (here pref_loss={method.pref_loss}, "
+            f"pref_ftx={method.pref_ftx}): unset it, or lower per_device_train_batch_size instead."
+        ]
+    return []
+
+
 # The stage knobs of MethodConfig and the stages that read them; the others ignore them.
 STAGE_KNOBS = {
     "packing": ("pt", "sft"),
@@ -70,6 +88,7 @@ STAGE_KNOBS = {
     "pref_beta": ("dpo", "kto"),
     "pref_ftx": ("dpo",),
     "precompute_ref_log_probs": ("dpo",),
+    "pref_pairs_per_pass": ("dpo",),
     "simpo_gamma": ("dpo",),
     "kto_desirable_weight": ("kto",),
     "kto_undesirable_weight": ("kto",),

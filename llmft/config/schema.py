@@ -125,6 +125,10 @@ class MethodConfig:
     # dpo: the reference's log-probs in one pass over the data before training, instead of a reference
     # forward every step: a third less work per step, paid back from the second epoch on
     precompute_ref_log_probs: bool = False
+    # dpo: pairs per forward pass; a step's batch runs as equal passes (gradient accumulation), so its loss
+    # is unchanged and only one pass's activations are held. null: 1 on the CPU (measured: the same speed,
+    # 0.6x the peak memory), the whole batch on GPUs. Exact for sigmoid, ipo and hinge without pref_ftx.
+    pref_pairs_per_pass: int | None = None
     simpo_gamma: float = 0.5  # simpo: target reward margin
     kto_desirable_weight: float = 1.0  # kto: loss weight of desirable rows (raise it when they are fewer)
     kto_undesirable_weight: float = 1.0  # kto: loss weight of undesirable rows
@@ -147,6 +151,15 @@ class MethodConfig:
     save_steps: int = 100
     save_total_limit: int | None = 2
     eval_steps: int | None = None  # default: logging_steps when data.val_size > 0
+
+
+# DPO losses that are a mean over pairs: a batch run as equal passes of pairs keeps its loss and gradient
+# (method.pref_pairs_per_pass); an added SFT term (pref_ftx) is a mean over tokens and would not.
+PER_PAIR_PREF_LOSSES = ("sigmoid", "ipo", "hinge")
+
+
+def pref_batch_splits_exactly(method: Any) -> bool:
+    return method.pref_loss in PER_PAIR_PREF_LOSSES and not method.pref_ftx
 
 
 @dataclass

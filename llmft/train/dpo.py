@@ -8,6 +8,8 @@ method.pref_loss picks the objective:
 - orpo, simpo: reference-free, via trl.experimental's ORPOTrainer and CPOTrainer (SimPO = CPO's simpo
   loss without its SFT term); no reference model at all.
 method.pref_ftx adds an SFT loss on the chosen replies with that weight (sigmoid, ipo, hinge, simpo).
+A step's pairs run in passes of method.pref_pairs_per_pass (by default one at a time on the CPU), each
+pass scoring its chosen and rejected replies in one forward.
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ from omegaconf import DictConfig
 from transformers import Trainer, TrainerCallback
 from trl import DPOConfig, DPOTrainer
 
+from llmft.config.schema import pref_batch_splits_exactly
 from llmft.data import build_pair_datasets
-from llmft.model.loader import chat_tokenizer
+from llmft.model.loader import chat_tokenizer, resolve_device
 from llmft.track.run_log import JsonlLogCallback
 from llmft.train.arguments import common_training_arguments
 from llmft.train.components import trainable_model
@@ -39,18 +42,40 @@ def use_base_as_reference(trainer: Trainer) -> None:
         model.set_adapter("default")
 
 
+def pairs_per_pass(cfg: DictConfig) -> int:
+    """method.pref_pairs_per_pass, or by default one pair at a time on the CPU, where activations cost the
+    most memory and smaller passes cost no speed, and the whole batch on GPUs."""
+    method = cfg.method
+    if method.pref_pairs_per_pass is not None:
+        return method.pref_pairs_per_pass
+    one_at_a_time = pref_batch_splits_exactly(method) and resolve_device(cfg.hardware) == "cpu"
+    return 1 if one_at_a_time else method.per_device_train_batch_size
+
+
+def batch_in_passes(cfg: DictConfig) -> dict[str, int]:
+    """A step's pairs as equal passes of gradient accumulation: the optimizer sees the same pairs per step
+    and, the loss being a mean over pairs, the same gradient; memory holds one pass's activations."""
+    method, per_pass = cfg.method, pairs_per_pass(cfg)
+    passes = method.per_device_train_batch_size // per_pass
+    return {
+        "per_device_train_batch_size": per_pass,
+        "gradient_accumulation_steps": method.gradient_accumulation_steps * passes,
+    }
+
+
 def _dpo_trainer(cfg: DictConfig, run_dir: Path, model, tokenizer, datasets, callbacks) -> DPOTrainer:
     method, (train_set, eval_set) = cfg.method, datasets
     losses, weights = [method.pref_loss], [1.0]
     if method.pref_ftx:
         losses, weights = [*losses, "sft"], [*weights, method.pref_ftx]
     args = DPOConfig(
-        **common_training_arguments(cfg, run_dir, has_eval=eval_set is not None),
+        **{**common_training_arguments(cfg, run_dir, has_eval=eval_set is not None), **batch_in_passes(cfg)},
         max_length=cfg.data.cutoff_len,
         beta=method.pref_beta,
         loss_type=losses,
         loss_weights=weights,
         precompute_ref_log_probs=method.precompute_ref_log_probs,
+        precompute_ref_batch_size=method.per_device_train_batch_size,  # no graph: passes would only be slower
     )
     trainer = DPOTrainer(
         model=model,
