@@ -7,7 +7,7 @@ where such elementwise passes are bound by memory bandwidth, they cost about as 
 matmuls themselves. Here the adapter's product is accumulated into the base output by the matmul
 (`addmm_`, scaling folded into its alpha), and backward writes each gradient once. Only the plain case
 takes this path (a float nn.Linear base that does not train, one active adapter, no dropout, DoRA or
-other variant, no autocast); everything else runs PEFT's own forward unchanged.
+other variant, no autocast, no ZeRO-3 partitioning); everything else runs PEFT's own forward unchanged.
 """
 
 from __future__ import annotations
@@ -80,6 +80,8 @@ def _plain_adapter(layer, x: torch.Tensor, args: tuple, kwargs: dict) -> str | N
         and not getattr(layer, "fan_in_fan_out", False)
         and x.dtype == base.weight.dtype == lora_a.weight.dtype == lora_b.weight.dtype
         and not torch.is_autocast_enabled(x.device.type)
+        # DeepSpeed ZeRO-3 gathers a partitioned weight only when its own module runs
+        and not any(hasattr(weight, "ds_id") for weight in (base.weight, lora_a.weight, lora_b.weight))
     )
     return adapter if plain else None
 
