@@ -86,12 +86,11 @@ def _plain_adapter(layer, x: torch.Tensor, args: tuple, kwargs: dict) -> str | N
     return adapter if plain else None
 
 
-def fuse_lora_layers(model: torch.nn.Module) -> int:
-    """Route every PEFT LoRA nn.Linear layer of `model` through the fused path; returns how many."""
+def fuse_lora_layers(model: torch.nn.Module) -> None:
+    """Route every PEFT LoRA nn.Linear layer of `model` through the fused path."""
     from peft.tuners.lora.layer import Linear as LoraLinear
 
-    layers = [module for module in model.modules() if type(module) is LoraLinear]
-    for layer in layers:
-        # a bound method, not a closure: a deep copy of the model (TRL's frozen reference) rebinds it
-        layer.forward = types.MethodType(_fused_forward, layer)
-    return len(layers)
+    for layer in model.modules():
+        if type(layer) is LoraLinear:
+            # a bound method, not a closure: a deep copy of the model (TRL's frozen reference) rebinds it
+            layer.forward = types.MethodType(_fused_forward, layer)
