@@ -1,10 +1,11 @@
 """The speed features change speed, not results: padding-free and packed batches give each sample the
 logits and loss it gets alone; the warm cache skips the data; a plain run imports nothing it does not
-use; and the benchmark itself runs and reports every figure."""
+use, and imports without garbage-collector passes; and the benchmark itself runs and reports every figure."""
 
 from __future__ import annotations
 
 import copy
+import gc
 import json
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import torch
 from conftest import ROOT, compose
 from datasets import Dataset
 
+from llmft.config.imports import import_entry_point
 from llmft.data.collate import PaddedCollator, PaddingFreeCollator
 from llmft.data.packing import best_fit_rows, pack
 from llmft.data.tokenize import IGNORE_INDEX
@@ -229,6 +231,38 @@ def test_packing_is_cached_with_the_tokens(tmp_path, monkeypatch):
     tokenizer.chat_template = tokenizer.chat_template.replace("<|im_start|>", "<|im_start|> ")
     pipeline.build_sft_datasets(cfg, tokenizer)
     assert calls["load"] == 3, "a changed chat template must rebuild"
+
+
+HEAVY_MODULE = """
+OBJECTS = []
+for _ in range(50_000):  # like a library's import: many containers that live as long as the process
+    node = {}
+    node["self"] = node
+    OBJECTS.append(node)
+
+
+def count():
+    return len(OBJECTS)
+"""
+
+
+def test_a_chosen_module_imports_with_the_collector_paused_then_frozen(tmp_path, monkeypatch):
+    """Start-up: no garbage-collector pass while a task's libraries import, and none walks them later."""
+    (tmp_path / "heavy_library.py").write_text(HEAVY_MODULE)
+    monkeypatch.syspath_prepend(tmp_path)
+    passes = []
+    gc.callbacks.append(lambda phase, info: passes.append(info["generation"]) if phase == "start" else None)
+    frozen_before = gc.get_freeze_count()
+    try:
+        count = import_entry_point("heavy_library:count")
+        frozen = gc.get_freeze_count() - frozen_before
+    finally:
+        gc.callbacks.pop()
+        sys.modules.pop("heavy_library", None)
+        gc.unfreeze()  # this test process may collect them again
+    assert count() == 50_000
+    assert passes == [], f"the collector ran {len(passes)} times during the import"
+    assert frozen >= 50_000 and gc.isenabled()
 
 
 OPTIONAL_BACKENDS = ("bitsandbytes", "mlflow", "vllm", "fastapi", "wandb", "optuna", "tensorboard", "trl")

@@ -7,13 +7,13 @@ same way whichever backend generates; backends only turn token ids into text.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from llmft.config.imports import import_entry_point
 from llmft.infer.backends import BACKENDS, backend_problem
 
 
@@ -148,5 +148,4 @@ def require_backend(backend: str) -> None:
 def build_engine(cfg: Any) -> Engine:
     """The engine of the composed config: cfg.generation.backend over cfg.model (+ adapter)."""
     require_backend(cfg.generation.backend)
-    module, cls = BACKENDS[cfg.generation.backend].split(":")
-    return getattr(importlib.import_module(module), cls).from_config(cfg)
+    return import_entry_point(BACKENDS[cfg.generation.backend]).from_config(cfg)

@@ -3,13 +3,13 @@ hardware asks for."""
 
 from __future__ import annotations
 
-import importlib
 import logging
 from collections.abc import Callable
 from pathlib import Path
 
 from omegaconf import DictConfig
 
+from llmft.config.imports import import_entry_point
 from llmft.config.tasks import TASKS
 from llmft.launch.torchrun import (
     WorkersFailed,
@@ -35,12 +35,7 @@ def run_task(cfg: DictConfig, run_dir: Path) -> float | None:
       stops with a checkpoint on USR2.
     """
     with bitsandbytes_hidden(unless=cfg.quantization.method != "none"):  # seconds of start-up saved
-        return _dispatch(cfg, Path(run_dir), lambda: _selected_task(cfg.task.name)(cfg, run_dir))
-
-
-def _selected_task(name: str) -> Callable[[DictConfig, Path], float | None]:
-    module, function = TASKS[name].split(":")
-    return getattr(importlib.import_module(module), function)
+        return _dispatch(cfg, Path(run_dir), lambda: import_entry_point(TASKS[cfg.task.name])(cfg, run_dir))
 
 
 def _dispatch(cfg: DictConfig, run_dir: Path, task: Task) -> float | None:
@@ -58,8 +53,7 @@ def _dispatch(cfg: DictConfig, run_dir: Path, task: Task) -> float | None:
         return task()
     nproc = processes_per_node(hardware)
     if nproc == 1 and hardware.nnodes == 1:
-        from llmft.train.preemption import run_stoppable
-
+        run_stoppable = import_entry_point("llmft.train.preemption:run_stoppable")  # transformers, peft
         return run_stoppable(task)  # `kill -USR2 <pid>` saves a checkpoint and ends the run
     return _start_workers(cfg, run_dir, nproc)
 

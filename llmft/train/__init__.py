@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import importlib
 import logging
 from pathlib import Path
 
 from omegaconf import DictConfig
 from transformers import set_seed
 
+from llmft.config.imports import import_entry_point
 from llmft.model.memory import memory_report
 from llmft.track.environment import write_environment
 from llmft.track.ranks import is_main_process
@@ -31,8 +31,7 @@ STAGES = {
 
 
 def stage_recipe(stage: str):
-    module, function = STAGES[stage].split(":")
-    return getattr(importlib.import_module(module), function)
+    return import_entry_point(STAGES[stage])
 
 
 def run_title(cfg: DictConfig) -> str:
