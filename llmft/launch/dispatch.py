@@ -19,7 +19,7 @@ from llmft.launch.torchrun import (
     worker_environment,
 )
 from llmft.launch.world import LaunchError, in_slurm_job, in_started_world, processes_per_node
-from llmft.model.optional import bitsandbytes_hidden
+from llmft.model.optional import packages_hidden, unused_packages
 
 log = logging.getLogger(__name__)
 Task = Callable[[], float | None]
@@ -34,7 +34,7 @@ def run_task(cfg: DictConfig, run_dir: Path) -> float | None:
     - otherwise (or already inside a worker): the task runs in this process; a lone training process
       stops with a checkpoint on USR2.
     """
-    with bitsandbytes_hidden(unless=cfg.quantization.method != "none"):  # seconds of start-up saved
+    with packages_hidden(unused_packages(cfg)):  # seconds of start-up saved
         return _dispatch(cfg, Path(run_dir), lambda: import_entry_point(TASKS[cfg.task.name])(cfg, run_dir))
 
 

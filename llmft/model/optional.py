@@ -1,9 +1,10 @@
-"""Optional packages: which ones a setting needs, and keeping them out of runs that do not use them.
+"""Optional packages: which ones a setting needs, and keeping out of a run the ones it never uses.
 
-PEFT imports bitsandbytes as soon as it is installed (peft.helpers, and its LoRA layer dispatch), which
-costs seconds of start-up and prints a warning in every run, quantized or not. While a run that
-quantizes nothing trains, bitsandbytes is marked absent in sys.modules, so every library's
-`find_spec`/`import` sees it as not installed; the mark is lifted afterwards.
+Libraries import some installed packages on sight, whether the run needs them or not: PEFT imports
+bitsandbytes (peft.helpers, and its LoRA layer dispatch), seconds of start-up and a warning in every run,
+quantized or not; transformers imports scipy.optimize (0.3 s) for the losses of object-detection models.
+For the length of a run that does not use them, they are marked absent in sys.modules, so every
+library's `find_spec`/`import` sees them as not installed; the mark is lifted afterwards.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import importlib.util
 import sys
 from collections.abc import Iterator, Sequence
 
-PACKAGE = "bitsandbytes"
+from omegaconf import DictConfig
+
 # Pre-quantized checkpoints: quantization.method -> (packages transformers needs to load them, how to install).
 PREQUANTIZED_BACKENDS = {
     "gptq": (("optimum", "gptqmodel"), "pip install optimum gptqmodel"),
@@ -26,29 +28,38 @@ def missing_packages(packages: Sequence[str]) -> list[str]:
     return [package for package in packages if importlib.util.find_spec(package) is None]
 
 
+def unused_packages(cfg: DictConfig) -> list[str]:
+    """The packages libraries would import in this run that it never uses."""
+    unused = ["bitsandbytes"] if cfg.quantization.method == "none" else []
+    if cfg.task.name == "train":  # no training stage uses scipy; export's quantizers and the board might
+        unused.append("scipy")
+    return unused
+
+
 @contextlib.contextmanager
-def bitsandbytes_hidden(unless: bool) -> Iterator[None]:
-    """Hide bitsandbytes for the duration (unless `unless`, or it is imported already)."""
-    if unless or PACKAGE in sys.modules:
-        yield
-        return
-    sys.modules[PACKAGE] = None  # type: ignore[assignment]  # import -> ImportError, find_spec -> None
+def packages_hidden(packages: Sequence[str]) -> Iterator[None]:
+    """Hide `packages` for the duration (those not imported already)."""
+    hidden = [package for package in packages if package not in sys.modules]
+    for package in hidden:
+        sys.modules[package] = None  # type: ignore[assignment]  # import -> ImportError, find_spec -> None
     try:
         yield
     finally:
-        if sys.modules.get(PACKAGE, 0) is None:
-            del sys.modules[PACKAGE]
-        _forget_cached_probes()
+        for package in hidden:
+            if sys.modules.get(package, 0) is None:
+                del sys.modules[package]
+        if hidden:
+            _forget_cached_probes()
 
 
-CACHED_PROBES = {  # answers to "is bitsandbytes available?" that their libraries keep
+CACHED_PROBES = {  # answers to "is it installed?" that their libraries keep
     "peft.import_utils": ("is_bnb_available", "is_bnb_4bit_available"),
-    "transformers.utils.import_utils": ("is_bitsandbytes_available",),
+    "transformers.utils.import_utils": ("is_bitsandbytes_available", "is_scipy_available"),
 }
 
 
 def _forget_cached_probes() -> None:
-    """A later quantized run in this process (tests, the board) must be told the truth again."""
+    """A later run in this process that uses them (a quantized one: tests, the board) must be told the truth."""
     for module_name, probes in CACHED_PROBES.items():
         module = sys.modules.get(module_name)
         for name in probes:
