@@ -15,14 +15,19 @@ import pytest
 import torch
 from conftest import ROOT, compose
 from datasets import Dataset
+from transformers import set_seed
 
+from llmft.config.errors import ConfigError
 from llmft.config.imports import import_entry_point
 from llmft.data.collate import PaddedCollator, PaddingFreeCollator
 from llmft.data.packing import best_fit_rows, pack
 from llmft.data.tokenize import IGNORE_INDEX
+from llmft.main import check
 from llmft.model.loader import chat_tokenizer, load_model
 from llmft.model.logits import takes_logits_mask
 from llmft.model.unpad import unpad_decoder
+from llmft.track.run_files import read_log
+from llmft.train.sft import build_sft_trainer, rows_per_pass
 
 
 @pytest.fixture(scope="module")
@@ -231,6 +236,48 @@ def test_packing_is_cached_with_the_tokens(tmp_path, monkeypatch):
     tokenizer.chat_template = tokenizer.chat_template.replace("<|im_start|>", "<|im_start|> ")
     pipeline.build_sft_datasets(cfg, tokenizer)
     assert calls["load"] == 3, "a changed chat template must rebuild"
+
+
+def test_packed_rows_in_passes_train_exactly_as_the_whole_batch(tmp_path):
+    """method.rows_per_pass holds one packed row's activations at a time; the step stays the batch's:
+    transformers divides each pass's loss by the whole step's token count."""
+    adapters, losses = {}, {}
+    for per_pass in (4, 1):
+        run_dir = tmp_path / str(per_pass)
+        cfg = compose(
+            "data.packing=true",
+            "data.cutoff_len=128",
+            f"data.cache_dir={tmp_path / 'cache'}",
+            "method.logging_steps=1",
+            "method.max_steps=3",
+            "method.learning_rate=1e-2",
+            "method.per_device_train_batch_size=4",
+            f"method.rows_per_pass={per_pass}",
+        )
+        set_seed(0)  # the same initial adapter for both
+        trainer = build_sft_trainer(cfg, run_dir)
+        assert trainer.args.per_device_train_batch_size == per_pass
+        assert trainer.args.gradient_accumulation_steps == 4 // per_pass
+        trainer.train()
+        adapters[per_pass] = {
+            name: p.detach() for name, p in trainer.model.named_parameters() if p.requires_grad
+        }
+        losses[per_pass] = [record["loss"] for record in read_log(run_dir) if "loss" in record]
+    assert len(losses[1]) == 3 and losses[1][-1] < losses[1][0]  # it trains
+    assert losses[1] == pytest.approx(losses[4], rel=1e-5)
+    for name, weight in adapters[4].items():
+        torch.testing.assert_close(adapters[1][name], weight, atol=1e-5, rtol=1e-4)
+
+
+def test_packed_rows_go_one_per_pass_on_the_cpu_and_a_bad_split_is_refused(tiny):
+    model, _ = tiny
+    batch = "method.per_device_train_batch_size=4"
+    assert rows_per_pass(compose("data.packing=true", batch), model) == 1
+    assert rows_per_pass(compose("data.packing=false", batch), model) == 4  # short rows: whole batch
+    with pytest.raises(
+        ConfigError, match="method.rows_per_pass=3 must divide method.per_device_train_batch_size=4"
+    ):
+        check(compose("method.rows_per_pass=3", batch))
 
 
 HEAVY_MODULE = """

@@ -63,16 +63,20 @@ def online_rl(cfg: DictConfig) -> list[str]:
     return problems  # the datasets' kind: stage_data
 
 
-def pref_pairs_per_pass(cfg: DictConfig) -> list[str]:
-    method = cfg.method
-    per_pass, batch = method.pref_pairs_per_pass, method.per_device_train_batch_size
-    if method.stage != "dpo" or per_pass is None:
+# The knob that runs each stage's batch in passes (gradient accumulation over equal parts of it).
+PASS_KNOBS = {"dpo": "pref_pairs_per_pass", "sft": "rows_per_pass", "pt": "rows_per_pass"}
+
+
+def batch_passes(cfg: DictConfig) -> list[str]:
+    """method.pref_pairs_per_pass (dpo) and method.rows_per_pass (sft, pt) split a batch evenly."""
+    method, batch = cfg.method, cfg.method.per_device_train_batch_size
+    knob = PASS_KNOBS.get(method.stage)
+    per_pass = method.get(knob) if knob else None
+    if per_pass is None:
         return []
     if per_pass < 1 or batch % per_pass:
-        return [
-            f"method.pref_pairs_per_pass={per_pass} must divide method.per_device_train_batch_size={batch}."
-        ]
-    if per_pass < batch and not pref_batch_splits_exactly(method):
+        return [f"method.{knob}={per_pass} must divide method.per_device_train_batch_size={batch}."]
+    if knob == "pref_pairs_per_pass" and per_pass < batch and not pref_batch_splits_exactly(method):
         return [
             f"method.pref_pairs_per_pass={per_pass} splits each batch into passes, which keeps the loss only for "
             f"{', '.join(PER_PAIR_PREF_LOSSES)} without method.pref_ftx (here pref_loss={method.pref_loss}, "
@@ -84,6 +88,7 @@ def pref_pairs_per_pass(cfg: DictConfig) -> list[str]:
 # The stage knobs of MethodConfig and the stages that read them; the others ignore them.
 STAGE_KNOBS = {
     "packing": ("pt", "sft"),
+    "rows_per_pass": ("pt", "sft"),
     "pref_loss": ("dpo",),
     "pref_beta": ("dpo", "kto"),
     "pref_ftx": ("dpo",),

@@ -49,7 +49,7 @@ CHECKS = (
     pipeline.pipeline,
     stages.stage_data,
     stages.online_rl,
-    stages.pref_pairs_per_pass,
+    stages.batch_passes,
     check_data_settings,
     lambda cfg: layout_problems(cfg.task),
 )

@@ -119,6 +119,11 @@ class MethodConfig:
     gradient_checkpointing: bool = False
     # stage knobs (pt, dpo, kto; see conf/method/*_{pt,dpo,kto,orpo,simpo}.yaml)
     packing: bool | None = None  # pt presets: true; overrides data.packing when set
+    # sft/pt: rows per forward pass; a step's batch runs as equal passes (gradient accumulation) and
+    # transformers divides the loss by the step's token count, so the step is unchanged and only one
+    # pass's activations are held. null: one packed row at a time on the CPU for transformers' own models
+    # (measured: the same speed, 0.56x the peak memory), the whole batch otherwise and on GPUs.
+    rows_per_pass: int | None = None
     pref_loss: str = "sigmoid"  # dpo: sigmoid | ipo | hinge | orpo | simpo
     pref_beta: float = 0.1  # dpo/kto: higher stays closer to the reference; orpo: odds-ratio weight
     pref_ftx: float = 0.0  # dpo: weight of an SFT loss on the chosen replies added to the preference loss

@@ -52,6 +52,17 @@ def common_training_arguments(cfg: DictConfig, run_dir: Path, has_eval: bool) ->
     return {**arguments, **distributed_training_arguments(cfg.hardware, method.gradient_checkpointing)}
 
 
+def batch_in_passes(method: DictConfig, per_pass: int) -> dict[str, int]:
+    """A step's batch as equal passes of `per_pass` rows (gradient accumulation): the optimizer sees the
+    same rows per step; memory holds one pass's activations. The loss stays the step's only where it is
+    a mean over rows (DPO pairs) or is divided by the step's token count (transformers' causal-LM loss)."""
+    passes = method.per_device_train_batch_size // per_pass
+    return {
+        "per_device_train_batch_size": per_pass,
+        "gradient_accumulation_steps": method.gradient_accumulation_steps * passes,
+    }
+
+
 def distributed_training_arguments(hardware: DictConfig, gradient_checkpointing: bool) -> dict:
     """Keyword arguments that override the common ones when hardware.strategy shards the model.
 

@@ -25,7 +25,7 @@ from llmft.config.schema import pref_batch_splits_exactly
 from llmft.data import build_pair_datasets
 from llmft.model.loader import chat_tokenizer, resolve_device
 from llmft.track.run_log import JsonlLogCallback
-from llmft.train.arguments import common_training_arguments
+from llmft.train.arguments import batch_in_passes, common_training_arguments
 from llmft.train.components import trainable_model
 from llmft.train.fit import fit_and_save
 from llmft.train.fused_head import score_labelled_positions_only_on_cpu
@@ -52,24 +52,16 @@ def pairs_per_pass(cfg: DictConfig) -> int:
     return 1 if one_at_a_time else method.per_device_train_batch_size
 
 
-def batch_in_passes(cfg: DictConfig) -> dict[str, int]:
-    """A step's pairs as equal passes of gradient accumulation: the optimizer sees the same pairs per step
-    and, the loss being a mean over pairs, the same gradient; memory holds one pass's activations."""
-    method, per_pass = cfg.method, pairs_per_pass(cfg)
-    passes = method.per_device_train_batch_size // per_pass
-    return {
-        "per_device_train_batch_size": per_pass,
-        "gradient_accumulation_steps": method.gradient_accumulation_steps * passes,
-    }
-
-
 def _dpo_trainer(cfg: DictConfig, run_dir: Path, model, tokenizer, datasets, callbacks) -> DPOTrainer:
     method, (train_set, eval_set) = cfg.method, datasets
     losses, weights = [method.pref_loss], [1.0]
     if method.pref_ftx:
         losses, weights = [*losses, "sft"], [*weights, method.pref_ftx]
     args = DPOConfig(
-        **{**common_training_arguments(cfg, run_dir, has_eval=eval_set is not None), **batch_in_passes(cfg)},
+        **{
+            **common_training_arguments(cfg, run_dir, has_eval=eval_set is not None),
+            **batch_in_passes(cfg.method, pairs_per_pass(cfg)),
+        },
         max_length=cfg.data.cutoff_len,
         beta=method.pref_beta,
         loss_type=losses,

@@ -18,10 +18,10 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 from llmft.data import build_sft_datasets
 from llmft.data.collate import PaddedCollator, PaddingFreeCollator
 from llmft.data.pipeline import packing_enabled
-from llmft.model.loader import chat_tokenizer
+from llmft.model.loader import chat_tokenizer, resolve_device
 from llmft.model.logits import takes_logits_mask
 from llmft.track.run_log import JsonlLogCallback
-from llmft.train.arguments import common_training_arguments
+from llmft.train.arguments import batch_in_passes, common_training_arguments
 from llmft.train.components import trainable_model
 from llmft.train.fit import fit_and_save
 
@@ -33,6 +33,19 @@ def batch_collator(cfg: DictConfig, tokenizer, model) -> PaddingFreeCollator | P
     if cfg.data.padding_free or packing_enabled(cfg):
         return PaddingFreeCollator(trained_logits_only)
     return PaddedCollator(tokenizer.pad_token_id, trained_logits_only)
+
+
+def rows_per_pass(cfg: DictConfig, model) -> int:
+    """method.rows_per_pass, or by default one packed row at a time on the CPU (a row is already
+    data.cutoff_len tokens, and activations cost the most memory there), for the models whose loss
+    transformers divides by the step's token count (its own); the whole batch otherwise."""
+    method = cfg.method
+    if method.rows_per_pass is not None:
+        return method.rows_per_pass
+    one_at_a_time = (
+        packing_enabled(cfg) and takes_logits_mask(model) and resolve_device(cfg.hardware) == "cpu"
+    )
+    return 1 if one_at_a_time else method.per_device_train_batch_size
 
 
 def build_sft_trainer(
@@ -51,6 +64,7 @@ def build_sft_trainer(
     args = TrainingArguments(
         **{
             **common_training_arguments(cfg, run_dir, has_eval=eval_set is not None),
+            **batch_in_passes(cfg.method, rows_per_pass(cfg, model)),
             "remove_unused_columns": False,  # the collator reads seq_lengths, which the model does not take
             # a padding-free row holds no padding, and a pad id equal to eos would undercount
             "include_num_input_tokens_seen": "all"
