@@ -14,7 +14,9 @@ from typing import Any
 
 import torch
 
+from llmft.config.imports import import_entry_point
 from llmft.config.paths import PROJECT_ROOT
+from llmft.model.optional import packages_hidden, unused_packages
 from llmft.track.run_files import loss_series, read_log, read_metrics
 
 
@@ -100,9 +102,12 @@ def write_json_line(path: Path, record: dict[str, Any]) -> None:
 def step_overhead_ms(cfg: Any, run_dir: Path) -> dict[str, float]:
     """Median time per training step of the Trainer, against the forward + backward of the same batches
     alone: what the training loop costs beyond the model (optimizer, clipping, logging, batching)."""
-    from transformers import TrainerCallback
+    with packages_hidden(unused_packages(cfg)):  # imported and trained as `python run.py` would
+        return _step_overhead_ms(cfg, run_dir, import_entry_point("llmft.train.sft:build_sft_trainer"))
 
-    from llmft.train.sft import build_sft_trainer
+
+def _step_overhead_ms(cfg: Any, run_dir: Path, build_sft_trainer: Any) -> dict[str, float]:
+    from transformers import TrainerCallback
 
     class StepTimer(TrainerCallback):
         def __init__(self) -> None:
