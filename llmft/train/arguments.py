@@ -52,6 +52,16 @@ def common_training_arguments(cfg: DictConfig, run_dir: Path, has_eval: bool) ->
     return {**arguments, **distributed_training_arguments(cfg.hardware, method.gradient_checkpointing)}
 
 
+def resolved_per_pass(cfg: DictConfig, chosen: int | None, splits_exactly: bool) -> int:
+    """The method's rows-per-pass knob (`chosen`), or by default one row at a time on the CPU, where
+    activations cost the most memory and smaller passes cost no speed, when a split keeps the step's loss;
+    the whole batch otherwise and on GPUs."""
+    if chosen is not None:
+        return chosen
+    one_at_a_time = splits_exactly and resolve_device(cfg.hardware) == "cpu"
+    return 1 if one_at_a_time else cfg.method.per_device_train_batch_size
+
+
 def batch_in_passes(method: DictConfig, per_pass: int) -> dict[str, int]:
     """A step's batch as equal passes of `per_pass` rows (gradient accumulation): the optimizer sees the
     same rows per step; memory holds one pass's activations. The loss stays the step's only where it is

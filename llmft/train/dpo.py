@@ -23,9 +23,9 @@ from trl import DPOConfig, DPOTrainer
 
 from llmft.config.schema import pref_batch_splits_exactly
 from llmft.data import build_pair_datasets
-from llmft.model.loader import chat_tokenizer, resolve_device
+from llmft.model.loader import chat_tokenizer
 from llmft.track.run_log import JsonlLogCallback
-from llmft.train.arguments import batch_in_passes, common_training_arguments
+from llmft.train.arguments import batch_in_passes, common_training_arguments, resolved_per_pass
 from llmft.train.components import trainable_model
 from llmft.train.fit import fit_and_save
 from llmft.train.fused_head import score_labelled_positions_only_on_cpu
@@ -43,13 +43,9 @@ def use_base_as_reference(trainer: Trainer) -> None:
 
 
 def pairs_per_pass(cfg: DictConfig) -> int:
-    """method.pref_pairs_per_pass, or by default one pair at a time on the CPU, where activations cost the
-    most memory and smaller passes cost no speed, and the whole batch on GPUs."""
+    """method.pref_pairs_per_pass, or by default one pair at a time on the CPU (the whole batch on GPUs)."""
     method = cfg.method
-    if method.pref_pairs_per_pass is not None:
-        return method.pref_pairs_per_pass
-    one_at_a_time = pref_batch_splits_exactly(method) and resolve_device(cfg.hardware) == "cpu"
-    return 1 if one_at_a_time else method.per_device_train_batch_size
+    return resolved_per_pass(cfg, method.pref_pairs_per_pass, pref_batch_splits_exactly(method))
 
 
 def _dpo_trainer(cfg: DictConfig, run_dir: Path, model, tokenizer, datasets, callbacks) -> DPOTrainer:

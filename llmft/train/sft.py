@@ -18,10 +18,10 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 from llmft.data import build_sft_datasets
 from llmft.data.collate import PaddedCollator, PaddingFreeCollator
 from llmft.data.pipeline import packing_enabled
-from llmft.model.loader import chat_tokenizer, resolve_device
+from llmft.model.loader import chat_tokenizer
 from llmft.model.logits import takes_logits_mask
 from llmft.track.run_log import JsonlLogCallback
-from llmft.train.arguments import batch_in_passes, common_training_arguments
+from llmft.train.arguments import batch_in_passes, common_training_arguments, resolved_per_pass
 from llmft.train.components import trainable_model
 from llmft.train.fit import fit_and_save
 
@@ -37,15 +37,10 @@ def batch_collator(cfg: DictConfig, tokenizer, model) -> PaddingFreeCollator | P
 
 def rows_per_pass(cfg: DictConfig, model) -> int:
     """method.rows_per_pass, or by default one packed row at a time on the CPU (a row is already
-    data.cutoff_len tokens, and activations cost the most memory there), for the models whose loss
-    transformers divides by the step's token count (its own); the whole batch otherwise."""
-    method = cfg.method
-    if method.rows_per_pass is not None:
-        return method.rows_per_pass
-    one_at_a_time = (
-        packing_enabled(cfg) and takes_logits_mask(model) and resolve_device(cfg.hardware) == "cpu"
-    )
-    return 1 if one_at_a_time else method.per_device_train_batch_size
+    data.cutoff_len tokens) for the models whose loss transformers divides by the step's token count (its
+    own); the whole batch otherwise."""
+    splits_exactly = packing_enabled(cfg) and takes_logits_mask(model)
+    return resolved_per_pass(cfg, cfg.method.rows_per_pass, splits_exactly)
 
 
 def build_sft_trainer(
