@@ -6,6 +6,7 @@ Killing and resuming a run: tests/test_resume.py.
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import pytest
@@ -49,6 +50,14 @@ def test_lora_run_saves_an_adapter_and_an_eval_loss(tmp_path):
         tmp_path / "adapter" / "tokenizer_config.json"
     ).read_text()
     assert any("eval_loss" in record for record in read_log(tmp_path))
+
+
+def test_a_lora_run_prints_no_deprecation_warnings(tmp_path):
+    """transformers 5 renamed gradient checkpointing: llmft passes the new name, and the warning PEFT
+    causes by reading the old one is not the user's to see on every run."""
+    with warnings.catch_warnings(record=True) as caught:
+        train(tmp_path, "method=lora_sft", "logger=none")
+    assert not [str(warning.message) for warning in caught if issubclass(warning.category, FutureWarning)]
 
 
 def base_weights(model_dir: Path) -> dict[str, torch.Tensor]:

@@ -8,6 +8,7 @@ import importlib.util
 import json
 import logging
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -243,6 +244,15 @@ def _model_class(head: str):
     return AutoModelForCausalLM if head == "causal_lm" else AutoModelForSequenceClassification
 
 
+def _quiet_library_deprecations() -> None:
+    """For the rest of the process: PEFT and TRL read transformers' deprecated `is_gradient_checkpointing`
+    whenever they wrap or score a model; that FutureWarning is theirs to fix, not the user's to read on
+    every run."""
+    warnings.filterwarnings(
+        "ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning
+    )
+
+
 def load_model(
     cfg: Any,
     tokenizer,
@@ -261,6 +271,7 @@ def load_model(
     model.adapter_path applied. dtype and device_map (export: task.export_dtype, task.export_device)
     replace those of cfg.model and cfg.hardware.
     """
+    _quiet_library_deprecations()
     model_class = _model_class(head)
 
     model_cfg = cfg.model

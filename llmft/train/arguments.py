@@ -33,7 +33,7 @@ def common_training_arguments(cfg: DictConfig, run_dir: Path, has_eval: bool) ->
         max_grad_norm=method.max_grad_norm,
         optim=method.optim,
         # TRL configs default to gradient checkpointing and bf16 even on CPU: always say what we want
-        gradient_checkpointing=method.gradient_checkpointing,
+        **activation_checkpointing(method.gradient_checkpointing),
         bf16=precision == "bf16",
         fp16=precision == "fp16",
         use_cpu=resolve_device(cfg.hardware) == "cpu",
@@ -50,6 +50,19 @@ def common_training_arguments(cfg: DictConfig, run_dir: Path, has_eval: bool) ->
         disable_tqdm=False,
     )
     return {**arguments, **distributed_training_arguments(cfg.hardware, method.gradient_checkpointing)}
+
+
+def activation_checkpointing(enabled: bool) -> dict[str, bool]:
+    """The TrainingArguments field that switches checkpointing: transformers 5.x renamed it, and the old
+    name prints a FutureWarning on every run."""
+    from transformers import TrainingArguments
+
+    fields = TrainingArguments.__dataclass_fields__
+    return {
+        "activation_checkpointing"
+        if "activation_checkpointing" in fields
+        else "gradient_checkpointing": enabled
+    }
 
 
 def resolved_per_pass(cfg: DictConfig, chosen: int | None, splits_exactly: bool) -> int:
@@ -85,7 +98,9 @@ def distributed_training_arguments(hardware: DictConfig, gradient_checkpointing:
         arguments["ddp_find_unused_parameters"] = False
     elif hardware.strategy == "fsdp":
         arguments.update(
-            fsdp=True, fsdp_config=fsdp_config(hardware, gradient_checkpointing), gradient_checkpointing=False
+            fsdp=True,
+            fsdp_config=fsdp_config(hardware, gradient_checkpointing),
+            **activation_checkpointing(False),
         )
     elif hardware.strategy == "deepspeed":
         arguments["deepspeed"] = str(resolve_local_path(hardware.deepspeed_config))
