@@ -432,7 +432,7 @@ def count_encodings(monkeypatch) -> list[int]:
     return calls
 
 
-def test_build_splits_tokenises_and_reuses_the_cache(configure, tokenizer, count_encodings, caplog):
+def test_build_splits_tokenises_and_reuses_the_cache(configure, tokenizer, count_encodings, caplog, monkeypatch):
     selected = ("dataset=[demo_sft,demo_pt]", "data.val_size=0.1")
     cfg = configure(*selected)
     with caplog.at_level(logging.INFO, logger="llmft.data.pipeline"):
@@ -456,6 +456,10 @@ def test_build_splits_tokenises_and_reuses_the_cache(configure, tokenizer, count
     calls = count_encodings[0]
     pipeline.build_sft_datasets(configure(*selected, "data.overwrite_cache=true"), tokenizer)
     assert count_encodings[0] > calls
+    calls = count_encodings[0]
+    monkeypatch.setattr(tokenizer, "chat_template", TEMPLATES["qwen"])
+    pipeline.build_sft_datasets(cfg, tokenizer)
+    assert count_encodings[0] > calls, "a changed chat template must rebuild"
 
 
 def test_cache_notices_an_edited_source_file(tmp_path, configure, tokenizer, count_encodings):
