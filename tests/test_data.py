@@ -432,7 +432,9 @@ def count_encodings(monkeypatch) -> list[int]:
     return calls
 
 
-def test_build_splits_tokenises_and_reuses_the_cache(configure, tokenizer, count_encodings, caplog, monkeypatch):
+def test_build_splits_tokenises_and_reuses_the_cache(
+    configure, tokenizer, count_encodings, caplog, monkeypatch
+):
     selected = ("dataset=[demo_sft,demo_pt]", "data.val_size=0.1")
     cfg = configure(*selected)
     with caplog.at_level(logging.INFO, logger="llmft.data.pipeline"):

@@ -327,6 +327,14 @@ def test_qlora_and_deepspeed_yamls_pick_the_quantization_and_hardware_presets(lf
         check(full)
 
 
+def test_enable_liger_kernel_becomes_model_liger_kernel(lf, tmp_path):
+    source = tmp_path / "lf_liger.yaml"
+    source.write_text(yaml.safe_dump({**lf_yaml("sft", ["alpaca"]), "enable_liger_kernel": True}))
+    with contextlib.redirect_stdout(io.StringIO()):
+        migrate(["train-yaml", str(source), "--out", str(lf["conf"] / "experiment" / source.name)])
+    assert compose(searchpath(lf), "+experiment=lf_liger").model.liger_kernel is True
+
+
 @pytest.mark.parametrize(
     ("experiment", "stage", "datasets"),
     [

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import copy
 import gc
+import importlib.util
 import json
+import logging
 import subprocess
 import sys
 from functools import partial
@@ -27,7 +29,7 @@ from llmft.model.loader import chat_tokenizer, load_model
 from llmft.model.logits import takes_logits_mask
 from llmft.model.unpad import unpad_decoder
 from llmft.track.run_files import read_log
-from llmft.train.sft import build_sft_trainer, rows_per_pass
+from llmft.train.sft import batch_collator, build_sft_trainer, rows_per_pass, uses_liger_kernels
 
 
 @pytest.fixture(scope="module")
@@ -278,6 +280,39 @@ def test_packed_rows_go_one_per_pass_on_the_cpu_and_a_bad_split_is_refused(tiny)
         ConfigError, match="method.rows_per_pass=3 must divide method.per_device_train_batch_size=4"
     ):
         check(compose("method.rows_per_pass=3", batch))
+
+
+def test_liger_kernels_are_refused_where_they_cannot_run_and_leave_the_loss_to_liger(
+    tiny, monkeypatch, caplog
+):
+    """Liger's kernels are Triton (CUDA only) and patched in by transformers' Trainer (sft, pt): anything
+    else is a one-line error before loading, and a run that finds no GPU warns and trains without them."""
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *rest: None if name == "liger_kernel" else find_spec(name, *rest),
+    )
+    with pytest.raises(ConfigError) as refused:
+        check(
+            compose("model.liger_kernel=true", "method=lora_dpo", "dataset=demo_dpo", "hardware.device=cpu")
+        )
+    for problem in (
+        "method.stage=dpo computes its loss in TRL",
+        "but hardware.device=cpu",
+        "pip install liger-kernel",
+    ):
+        assert problem in str(refused.value)
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    asked = compose("model.liger_kernel=true", "hardware.device=auto")
+    with caplog.at_level(logging.WARNING, logger="llmft.train.sft"):
+        assert not uses_liger_kernels(asked)
+    assert "training without Liger's kernels" in caplog.text
+    # Liger's fused cross-entropy reads the hidden states itself and takes no mask of trained positions.
+    model, tokenizer = tiny
+    assert batch_collator(asked, tokenizer, model).trained_logits_only
+    assert not batch_collator(asked, tokenizer, model, liger=True).trained_logits_only
 
 
 HEAVY_MODULE = """

@@ -37,6 +37,7 @@ CHECKS = (
     basics.dataset_selected,
     ranges.ranges,
     models.model_paths,
+    models.kernels,
     serving.generation,
     serving.board,
     tracking.logger,

@@ -72,6 +72,9 @@ class ModelConfig:
     template: str | None = None  # named template in llmft.data.templates; None = the tokenizer's own
     dtype: str = "auto"  # auto (bf16 on capable GPUs, else fp32) | float32 | bfloat16 | float16
     attn_implementation: str = "sdpa"  # sdpa | flash_attention_2 | eager
+    # sft/pt on CUDA: Liger's Triton kernels (RMSNorm, RoPE, SwiGLU, a fused linear cross-entropy that
+    # never holds the logits) patched into the model when training starts; pip install liger-kernel
+    liger_kernel: bool = False
     lora_target: list[str] = field(default_factory=lambda: ["q_proj", "v_proj"])  # this family's LoRA modules
     adapter_path: str | None = None  # a trained adapter to load (or continue training)
     revision: str | None = None

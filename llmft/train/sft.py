@@ -9,6 +9,7 @@ else is computed from the logits each step.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,18 +19,33 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 from llmft.data import build_sft_datasets
 from llmft.data.collate import PaddedCollator, PaddingFreeCollator
 from llmft.data.pipeline import packing_enabled
-from llmft.model.loader import chat_tokenizer
+from llmft.model.loader import chat_tokenizer, resolve_device
 from llmft.model.logits import takes_logits_mask
 from llmft.track.run_log import JsonlLogCallback
 from llmft.train.arguments import batch_in_passes, common_training_arguments, resolved_per_pass
 from llmft.train.components import trainable_model
 from llmft.train.fit import fit_and_save
 
+log = logging.getLogger(__name__)
 
-def batch_collator(cfg: DictConfig, tokenizer, model) -> PaddingFreeCollator | PaddedCollator:
+
+def uses_liger_kernels(cfg: DictConfig) -> bool:
+    """model.liger_kernel where a CUDA GPU runs the training (hardware.device=auto may find none)."""
+    if cfg.model.liger_kernel and resolve_device(cfg.hardware) != "cuda":
+        log.warning(
+            "model.liger_kernel=true needs a CUDA GPU and none is in use: training without Liger's kernels"
+        )
+        return False
+    return cfg.model.liger_kernel
+
+
+def batch_collator(
+    cfg: DictConfig, tokenizer, model, liger: bool = False
+) -> PaddingFreeCollator | PaddedCollator:
     """Packed rows are always padding-free: a padded row would let its samples attend to each other.
-    Logits are computed only where the loss reads them whenever the model allows it."""
-    trained_logits_only = takes_logits_mask(model)
+    Logits are computed only where the loss reads them whenever the model allows it, except under Liger,
+    whose fused cross-entropy never holds the logits (and takes no mask of positions)."""
+    trained_logits_only = takes_logits_mask(model) and not liger
     if cfg.data.padding_free or packing_enabled(cfg):
         return PaddingFreeCollator(trained_logits_only)
     return PaddedCollator(tokenizer.pad_token_id, trained_logits_only)
@@ -55,11 +71,13 @@ def build_sft_trainer(
 
     model = trainable_model(cfg, tokenizer)
 
-    collator = batch_collator(cfg, tokenizer, model)
+    liger = uses_liger_kernels(cfg)
+    collator = batch_collator(cfg, tokenizer, model, liger)
     args = TrainingArguments(
         **{
             **common_training_arguments(cfg, run_dir, has_eval=eval_set is not None),
             **batch_in_passes(cfg.method, rows_per_pass(cfg, model)),
+            "use_liger_kernel": liger,  # the Trainer patches the kernels into the model as training starts
             "remove_unused_columns": False,  # the collator reads seq_lengths, which the model does not take
             # a padding-free row holds no padding, and a pad id equal to eos would undercount
             "include_num_input_tokens_seen": "all"
