@@ -27,7 +27,7 @@ def kernels(cfg: DictConfig) -> list[str]:
     problems = []
     if cfg.method.stage not in LIGER_STAGES:
         problems.append(
-            f"model.liger_kernel=true trains method.stage=sft or pt, but method.stage={cfg.method.stage} "
+            f"model.liger_kernel=true applies to method.stage=sft and pt only; method.stage={cfg.method.stage} "
             "computes its loss in TRL: drop it."
         )
     if cfg.hardware.device == "cpu":
