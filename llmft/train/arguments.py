@@ -57,12 +57,8 @@ def activation_checkpointing(enabled: bool) -> dict[str, bool]:
     name prints a FutureWarning on every run."""
     from transformers import TrainingArguments
 
-    fields = TrainingArguments.__dataclass_fields__
-    return {
-        "activation_checkpointing"
-        if "activation_checkpointing" in fields
-        else "gradient_checkpointing": enabled
-    }
+    renamed = "activation_checkpointing" in TrainingArguments.__dataclass_fields__
+    return {"activation_checkpointing" if renamed else "gradient_checkpointing": enabled}
 
 
 def resolved_per_pass(cfg: DictConfig, chosen: int | None, splits_exactly: bool) -> int:
