@@ -405,6 +405,8 @@ def test_the_benchmark_reports_every_figure(tmp_path):
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     records = [json.loads(line) for line in (tmp_path / "bench.jsonl").read_text().splitlines()]
     summaries = {record["workload"]: record for record in records if record.get("summary")}
+    runs = [record for record in records if not record.get("summary")]
+    assert len(runs) == 4 and all(0 < run["mfu"] < 1 and run["matmul_gflops"] > 0 for run in runs)
     overhead = summaries.pop("tiny_step_overhead")
     assert 0 < overhead["forward_backward_ms"] < overhead["step_ms"]
     assert set(summaries) == {"sft_packed", "dpo"}

@@ -8,8 +8,9 @@
 
 Each workload trains twice per repeat, as a user would start it (`python run.py ...` in a new process):
 once with an empty tokenisation cache (cold) and once with it warm. It reports, per workload, the
-medians over those runs of non-padding tokens/s and model FLOPs utilisation (MFU, against the matmul
-rate measured in this process just before; the FLOP formula is in llmft.bench.workloads), the time
+medians over those runs of non-padding tokens/s and model FLOPs utilisation (MFU: each run against the
+mean of the matmul rates this process measured just before and just after it, so that a shared machine's
+drift between the two reads on both; the FLOP formula is in llmft.bench.workloads), the time
 from process start to the first optimizer step (cold and warm), preprocessing rows/s (cold and
 cached), peak RSS and the final loss. Results: one JSON line per run and per workload summary in
 <out>/bench.jsonl, and a table on the console.
@@ -149,30 +150,33 @@ def _compose(overrides: list[str]):
 
 def benchmark(workload: Workload, assets, arguments, out: Path) -> dict[str, Any]:
     device, dtype = _device(), torch.bfloat16 if arguments.precision == "bf16" else torch.float32
-    runs, rates = [], []
-    for repeat in range(arguments.repeats):
-        cache_dir = out / "cache" / f"{workload.name}-{repeat}"
-        overrides = _overrides(workload, assets, arguments, cache_dir)
-        for state in ("cold", "warm"):
-            rates.append(matmul_rate(dtype, device))
-            run = {"workload": workload.name, "repeat": repeat, "cache": state}
-            run.update(run_training(overrides, out / "runs" / f"{workload.name}-{repeat}-{state}", {}))
-            write_json_line(out / "bench.jsonl", run)
-            runs.append(run)
     cfg = _compose(_overrides(workload, assets, arguments, out / "cache" / f"{workload.name}-preprocess"))
     preprocessing = preprocessing_rate(cfg, workload.stage)  # first: it needs the cache empty
     shape = ModelShape.from_dir(_model_dir(cfg))
     flops = workload.flops_per_token(shape, _mean_context(cfg, workload.stage))
-    rate = statistics.median(rates)
-    tokens_per_second = statistics.median(run["tokens_per_second"] for run in runs)
+    runs = []
+    for repeat in range(arguments.repeats):
+        cache_dir = out / "cache" / f"{workload.name}-{repeat}"
+        overrides = _overrides(workload, assets, arguments, cache_dir)
+        for state in ("cold", "warm"):
+            run = {"workload": workload.name, "repeat": repeat, "cache": state}
+            # the ceiling just before and just after the run: the machine's rate while it trained
+            before = matmul_rate(dtype, device)
+            run.update(run_training(overrides, out / "runs" / f"{workload.name}-{repeat}-{state}", {}))
+            rate = (before + matmul_rate(dtype, device)) / 2
+            run.update(
+                matmul_gflops=round(rate / 1e9, 1), mfu=round(run["tokens_per_second"] * flops / rate, 4)
+            )
+            write_json_line(out / "bench.jsonl", run)
+            runs.append(run)
     summary = {
         "workload": workload.name,
         "precision": arguments.precision,
         "device": device,
-        "tokens_per_second": tokens_per_second,
-        "mfu": round(tokens_per_second * flops / rate, 4),
+        "tokens_per_second": statistics.median(run["tokens_per_second"] for run in runs),
+        "mfu": statistics.median(run["mfu"] for run in runs),
         "flops_per_token": round(flops),
-        "matmul_gflops": round(rate / 1e9, 1),
+        "matmul_gflops": statistics.median(run["matmul_gflops"] for run in runs),
         "first_step_s_cold": statistics.median(run["first_step_s"] for run in runs if run["cache"] == "cold"),
         "first_step_s_warm": statistics.median(run["first_step_s"] for run in runs if run["cache"] == "warm"),
         **preprocessing,
@@ -211,6 +215,7 @@ COLUMNS = (
     ("workload", "{}"),
     ("tokens_per_second", "{:.0f}"),
     ("mfu", "{:.1%}"),
+    ("matmul_gflops", "{:.0f}"),
     ("first_step_s_cold", "{:.1f}"),
     ("first_step_s_warm", "{:.1f}"),
     ("preprocess_rows_per_s_cold", "{:.0f}"),
@@ -241,7 +246,7 @@ def main() -> None:
         summaries.append(benchmark(WORKLOADS[name], assets, arguments, out))
         print(f"{name}: {summaries[-1]['tokens_per_second']:.0f} tokens/s", flush=True)
     print(
-        f"\nmatmul {arguments.precision}: {summaries[0]['matmul_gflops']} GFLOP/s on {summaries[0]['device']}"
+        f"\n{arguments.precision} on {summaries[0]['device']}; MFU against matmul_gflops, measured around each run"
     )
     print(table(summaries))
     overhead = tiny_step_overhead(arguments, out)
