@@ -173,21 +173,26 @@ def benchmark(workload: Workload, assets, arguments, out: Path) -> dict[str, Any
         "workload": workload.name,
         "precision": arguments.precision,
         "device": device,
-        "tokens_per_second": statistics.median(run["tokens_per_second"] for run in runs),
-        "mfu": statistics.median(run["mfu"] for run in runs),
+        "tokens_per_second": _median(runs, "tokens_per_second", 1),
+        "mfu": _median(runs, "mfu", 4),
         "flops_per_token": round(flops),
-        "matmul_gflops": statistics.median(run["matmul_gflops"] for run in runs),
-        "first_step_s_cold": statistics.median(run["first_step_s"] for run in runs if run["cache"] == "cold"),
-        "first_step_s_warm": statistics.median(run["first_step_s"] for run in runs if run["cache"] == "warm"),
+        "matmul_gflops": _median(runs, "matmul_gflops", 1),
+        "first_step_s_cold": _median(runs, "first_step_s", 2, "cold"),
+        "first_step_s_warm": _median(runs, "first_step_s", 2, "warm"),
         **preprocessing,
         "peak_rss_mb": max(run["peak_rss_mb"] for run in runs),
-        "final_loss": statistics.median(run["final_loss"] for run in runs),
+        "final_loss": _median(runs, "final_loss", 4),
         "runs": len(runs),
     }
     if device == "cuda":
         summary["peak_gpu_memory_mb"] = max(run["peak_gpu_memory_mb"] for run in runs)
     write_json_line(out / "bench.jsonl", {"summary": True, **summary})
     return summary
+
+
+def _median(runs: list[dict[str, Any]], figure: str, digits: int, cache: str | None = None) -> float:
+    """A figure's median over the runs (or those of one cache state), rounded as the runs report it."""
+    return round(statistics.median(run[figure] for run in runs if cache in (None, run["cache"])), digits)
 
 
 def tiny_step_overhead(arguments, out: Path) -> dict[str, float]:
