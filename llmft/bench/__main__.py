@@ -9,11 +9,11 @@
 Each workload trains twice per repeat, as a user would start it (`python run.py ...` in a new process):
 once with an empty tokenisation cache (cold) and once with it warm. It reports, per workload, the
 medians over those runs of non-padding tokens/s and model FLOPs utilisation (MFU: each run against the
-mean of the matmul rates this process measured just before and just after it, so that a shared machine's
-drift between the two reads on both; the FLOP formula is in llmft.bench.workloads), the time
-from process start to the first optimizer step (cold and warm), preprocessing rows/s (cold and
-cached), peak RSS and the final loss. Results: one JSON line per run and per workload summary in
-<out>/bench.jsonl, and a table on the console.
+mean of the matmul rates this process measured just before and just after it, so that a shared machine
+slowing down or speeding up during the run moves the ceiling too; the FLOP formula is in
+llmft.bench.workloads), the time from process start to the first optimizer step (cold and warm),
+preprocessing rows/s (cold and cached), peak RSS and the final loss. Results: one JSON line per run
+and per workload summary in <out>/bench.jsonl, and a table on the console.
 """
 
 from __future__ import annotations
