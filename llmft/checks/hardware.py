@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 from omegaconf import DictConfig
 
 from llmft.config.paths import resolve_local_path
+from llmft.model.optional import missing_packages
 
 
 def processes(hardware: DictConfig) -> list[str]:
@@ -54,7 +53,7 @@ def distributed_setup(cfg: DictConfig) -> list[str]:
             "use hardware=multi_gpu (DDP) for QLoRA, or quantization=none."
         )
     if hardware.strategy == "deepspeed":
-        if importlib.util.find_spec("deepspeed") is None:
+        if missing_packages(["deepspeed"]):
             problems.append(
                 "hardware.strategy=deepspeed needs the deepspeed package: pip install deepspeed "
                 "(on a CUDA machine), or use hardware=fsdp."

@@ -3,11 +3,10 @@ kernels a model is asked to train with."""
 
 from __future__ import annotations
 
-import importlib.util
-
 from omegaconf import DictConfig
 
 from llmft.model.directories import adapter_dir_problem, model_dir_problem
+from llmft.model.optional import missing_packages
 
 # The stages transformers' Trainer trains, which patches Liger's kernels in; TRL's stages compute their
 # losses from logits of their own.
@@ -34,6 +33,6 @@ def kernels(cfg: DictConfig) -> list[str]:
         problems.append(
             "model.liger_kernel=true runs Triton kernels on CUDA GPUs, but hardware.device=cpu: drop it."
         )
-    if importlib.util.find_spec("liger_kernel") is None:
+    if missing_packages(["liger_kernel"]):
         problems.append("model.liger_kernel=true needs the liger-kernel package: pip install liger-kernel")
     return problems
