@@ -189,3 +189,23 @@ def test_every_experiment_recipe_composes_and_validates(name):
     check(cfg)
     assert cfg.method.stage  # the recipe landed at the top level, not under an `experiment` key
     assert "experiment" not in cfg
+
+
+def test_listing_the_groups_copies_no_stored_config(monkeypatch):
+    """--help lists every group's options; Hydra copied every stored config for each (2 s), now none."""
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import DictConfig
+
+    from llmft.config import register_schema
+
+    register_schema()
+    copies = []
+    copy_config = DictConfig.__deepcopy__
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        monkeypatch.setattr(
+            DictConfig, "__deepcopy__", lambda node, memo: copies.append(node) or copy_config(node, memo)
+        )
+        groups = GlobalHydra.instance().hydra.list_all_config_groups()
+    assert {"model", "method", "dataset", "hardware"} <= set(groups)
+    assert copies == []
