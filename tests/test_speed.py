@@ -271,10 +271,13 @@ def test_packed_rows_in_passes_train_exactly_as_the_whole_batch(tmp_path):
         torch.testing.assert_close(adapters[1][name], weight, atol=1e-5, rtol=1e-4)
 
 
-def test_packed_rows_go_one_per_pass_on_the_cpu_and_a_bad_split_is_refused(tiny):
+def test_packed_rows_go_about_a_thousand_tokens_per_pass_on_the_cpu_and_a_bad_split_is_refused(tiny):
     model, _ = tiny
     batch = "method.per_device_train_batch_size=4"
-    assert rows_per_pass(compose("data.packing=true", batch), model) == 1
+    for cutoff, per_pass in ((512, 2), (1024, 1), (4096, 1), (256, 4)):
+        assert (
+            rows_per_pass(compose("data.packing=true", f"data.cutoff_len={cutoff}", batch), model) == per_pass
+        )
     assert rows_per_pass(compose("data.packing=false", batch), model) == 4  # short rows: whole batch
     with pytest.raises(
         ConfigError, match="method.rows_per_pass=3 must divide method.per_device_train_batch_size=4"

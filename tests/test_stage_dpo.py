@@ -137,8 +137,9 @@ def test_pairs_in_passes_train_exactly_as_the_whole_batch(tmp_path):
         torch.testing.assert_close(adapters[1][name], weight, atol=1e-5, rtol=1e-4)
 
 
-def test_pairs_go_one_per_pass_on_the_cpu_only_where_that_keeps_the_loss():
-    assert pairs_per_pass(compose("method=lora_dpo")) == 1
+def test_pairs_go_about_a_thousand_tokens_per_pass_on_the_cpu_only_where_that_keeps_the_loss():
+    assert pairs_per_pass(compose("method=lora_dpo")) == 1  # cutoff 512: a pair holds up to 1024 tokens
+    assert pairs_per_pass(compose("method=lora_dpo", "data.cutoff_len=256")) == 2
     assert pairs_per_pass(compose("method=lora_dpo", "method.pref_ftx=0.5")) == 4  # a token mean: no split
     with pytest.raises(ConfigError, match="method.pref_pairs_per_pass=1 splits each batch"):
         check(compose("method=lora_dpo", "method.pref_ftx=0.5", "method.pref_pairs_per_pass=1"))

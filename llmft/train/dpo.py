@@ -8,8 +8,8 @@ method.pref_loss picks the objective:
 - orpo, simpo: reference-free, via trl.experimental's ORPOTrainer and CPOTrainer (SimPO = CPO's simpo
   loss without its SFT term); no reference model at all.
 method.pref_ftx adds an SFT loss on the chosen replies with that weight (sigmoid, ipo, hinge, simpo).
-A step's pairs run in passes of method.pref_pairs_per_pass (by default one at a time on the CPU), each
-pass scoring its chosen and rejected replies in one forward.
+A step's pairs run in passes of method.pref_pairs_per_pass (by default on the CPU, as many as fit in
+about a thousand tokens), each pass scoring its chosen and rejected replies in one forward.
 """
 
 from __future__ import annotations
@@ -43,9 +43,11 @@ def use_base_as_reference(trainer: Trainer) -> None:
 
 
 def pairs_per_pass(cfg: DictConfig) -> int:
-    """method.pref_pairs_per_pass, or by default one pair at a time on the CPU (the whole batch on GPUs)."""
+    """method.pref_pairs_per_pass, or by default, on the CPU, pairs in passes of about a thousand tokens
+    (a pair is at most twice data.cutoff_len: one pair at the default 512); the whole batch on GPUs."""
     method = cfg.method
-    return resolved_per_pass(cfg, method.pref_pairs_per_pass, pref_batch_splits_exactly(method))
+    pair_tokens = 2 * cfg.data.cutoff_len
+    return resolved_per_pass(cfg, method.pref_pairs_per_pass, pref_batch_splits_exactly(method), pair_tokens)
 
 
 def _dpo_trainer(cfg: DictConfig, run_dir: Path, model, tokenizer, datasets, callbacks) -> DPOTrainer:

@@ -52,11 +52,11 @@ def batch_collator(
 
 
 def rows_per_pass(cfg: DictConfig, model) -> int:
-    """method.rows_per_pass, or by default one packed row at a time on the CPU (a row is already
-    data.cutoff_len tokens) for the models whose loss transformers divides by the step's token count (its
-    own); the whole batch otherwise."""
+    """method.rows_per_pass, or by default, on the CPU, packed rows (data.cutoff_len tokens each) in passes
+    of about a thousand tokens for the models whose loss transformers divides by the step's token count
+    (its own); the whole batch otherwise."""
     splits_exactly = packing_enabled(cfg) and takes_logits_mask(model)
-    return resolved_per_pass(cfg, cfg.method.rows_per_pass, splits_exactly)
+    return resolved_per_pass(cfg, cfg.method.rows_per_pass, splits_exactly, cfg.data.cutoff_len)
 
 
 def build_sft_trainer(
