@@ -2,7 +2,7 @@
 
 Hydra deep-copies its config repository every time it composes or lists a group's options, and the
 repository's structured-config source holds the ConfigStore: each copy rebuilt every stored node,
-Hydra's own configs, the plugins' and llmft's schema (11-30 ms apiece here). `--help` lists every
+Hydra's own configs, the plugins' and llmft's schema (about 15 ms apiece here). `--help` lists every
 group, which took 113 copies (1.5-2.2 s); a sweep copies once per job. Hydra's main branch already
 shares the store (facebookresearch/hydra#2928, not in the 1.3 releases): its source looks the singleton
 up on use. Until a release has that, a deep copy of the ConfigStore is the ConfigStore, which is what

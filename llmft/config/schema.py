@@ -136,7 +136,7 @@ class MethodConfig:
     precompute_ref_log_probs: bool = False
     # dpo: pairs per forward pass; a step's batch runs as equal passes (gradient accumulation), so its loss
     # is unchanged and only one pass's activations are held. null: on the CPU, passes of at most 1024
-    # tokens counting a pair as 2 x cutoff_len (one pair at 512: 0.8x the memory of two, 11-19% slower),
+    # tokens counting a pair as 2 x cutoff_len (one pair at 512: 0.8x the memory of two, 10-16% slower),
     # the whole batch on GPUs. Exact for sigmoid, ipo and hinge without pref_ftx.
     pref_pairs_per_pass: int | None = None
     simpo_gamma: float = 0.5  # simpo: target reward margin
