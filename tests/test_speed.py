@@ -411,7 +411,11 @@ def test_the_benchmark_reports_every_figure(tmp_path):
     runs = [record for record in records if not record.get("summary")]
     assert len(runs) == 4 and all(0 < run["mfu"] < 1 and run["matmul_gflops"] > 0 for run in runs)
     overhead = summaries.pop("tiny_step_overhead")
-    assert 0 < overhead["forward_backward_ms"] < overhead["step_ms"]
+    # a figure, not a timing test: on a busy machine a few tiny steps can time below their forward + backward
+    assert overhead["step_ms"] > 0 and overhead["forward_backward_ms"] > 0
+    assert overhead["step_overhead_ms"] == pytest.approx(
+        overhead["step_ms"] - overhead["forward_backward_ms"], abs=0.011
+    )
     assert set(summaries) == {"sft_packed", "dpo"}
     for summary in summaries.values():
         for figure in (
