@@ -26,14 +26,9 @@ os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{SESSION_DIR}/mlflow.db
 
 def compose(*overrides: str):
     """The config `python run.py <overrides>` would get, composed in-process (about 50 ms)."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
+    from llmft.config.compose import compose as compose_overrides
 
-    from llmft.config import register_schema
-
-    register_schema()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return hydra_compose(config_name="config", overrides=list(overrides))
+    return compose_overrides(overrides)
 
 
 def run_cli(

@@ -35,6 +35,7 @@ from llmft.bench.measure import (
     write_json_line,
 )
 from llmft.bench.workloads import DEFAULT_WORKLOADS, WORKLOADS, ModelShape, Workload
+from llmft.config.compose import compose
 
 LORA_RANK = 8
 SETTINGS = (  # the benchmark's fixed training settings (a workload's overrides come after them)
@@ -118,12 +119,10 @@ def _overrides(workload: Workload, assets, arguments, cache_dir: Path) -> list[s
     ]
 
 
-def _mean_context(cfg: Any, stage: str) -> float:
+def _mean_context(cfg: Any, stage: str, tokenizer: Any) -> float:
     """Token-weighted mean causal context of the training samples (each attends only to itself)."""
     from llmft.data import build_pair_datasets, build_sft_datasets
-    from llmft.model.loader import chat_tokenizer
 
-    tokenizer = chat_tokenizer(cfg.model)
     if stage == "dpo":  # pair rows stay conversations until TRL renders them: chosen and rejected each
         train, _ = build_pair_datasets(cfg, tokenizer)
         lengths = [
@@ -137,23 +136,15 @@ def _mean_context(cfg: Any, stage: str) -> float:
     return (sum(length * length for length in lengths) / sum(lengths) + 1) / 2
 
 
-def _compose(overrides: list[str]):
-    from hydra import compose, initialize_config_dir
-
-    from llmft.config import register_schema
-    from llmft.config.paths import PROJECT_ROOT
-
-    register_schema()
-    with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
-        return compose(config_name="config", overrides=overrides)
-
-
 def benchmark(workload: Workload, assets, arguments, out: Path) -> dict[str, Any]:
+    from llmft.model.loader import chat_tokenizer
+
     device, dtype = _device(), torch.bfloat16 if arguments.precision == "bf16" else torch.float32
-    cfg = _compose(_overrides(workload, assets, arguments, out / "cache" / f"{workload.name}-preprocess"))
-    preprocessing = preprocessing_rate(cfg, workload.stage)  # first: it needs the cache empty
+    cfg = compose(_overrides(workload, assets, arguments, out / "cache" / f"{workload.name}-preprocess"))
+    tokenizer = chat_tokenizer(cfg.model)
+    preprocessing = preprocessing_rate(cfg, workload.stage, tokenizer)  # first: it needs the cache empty
     shape = ModelShape.from_dir(_model_dir(cfg))
-    flops = workload.flops_per_token(shape, _mean_context(cfg, workload.stage))
+    flops = workload.flops_per_token(shape, _mean_context(cfg, workload.stage, tokenizer))
     runs = []
     for repeat in range(arguments.repeats):
         cache_dir = out / "cache" / f"{workload.name}-{repeat}"
@@ -200,7 +191,7 @@ def tiny_step_overhead(arguments, out: Path) -> dict[str, float]:
     steps = 6 if arguments.smoke else arguments.steps
     overrides = ["model=tiny", "dataset=demo_sft", *SETTINGS, f"method.max_steps={steps}"]
     device = [f"hardware.device={_device()}", f"hardware.precision={arguments.precision}"]
-    cfg = _compose([*overrides, *device, f"data.cache_dir={out / 'cache' / 'tiny'}"])
+    cfg = compose([*overrides, *device, f"data.cache_dir={out / 'cache' / 'tiny'}"])
     summary = {
         "workload": "tiny_step_overhead",
         "summary": True,
