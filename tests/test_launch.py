@@ -13,6 +13,7 @@ import pytest
 from conftest import ROOT, compose
 from omegaconf import OmegaConf
 
+from llmft.config.compose import compose as compose_config
 from llmft.config.errors import ConfigError
 from llmft.launch.torchrun import torchrun_command
 from llmft.launch.world import LaunchError, processes_per_node
@@ -162,24 +163,16 @@ def test_slurm_preset_without_multirun_says_to_add_m(tmp_path):
 
 
 def test_slurm_knobs_are_set_in_one_place():
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-
-    from llmft.config import register_schema
-
-    register_schema()
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = hydra_compose(
-            config_name="config",
-            overrides=[
-                "hardware=slurm",
-                "hardware.nproc_per_node=4",
-                "hardware.slurm.partition=gpu",
-                "hardware.slurm.timeout_min=30",
-                "hardware.slurm.setup=[module load cuda]",
-            ],
-            return_hydra_config=True,
-        )
+    cfg = compose_config(
+        [
+            "hardware=slurm",
+            "hardware.nproc_per_node=4",
+            "hardware.slurm.partition=gpu",
+            "hardware.slurm.timeout_min=30",
+            "hardware.slurm.setup=[module load cuda]",
+        ],
+        with_hydra=True,
+    )
     launcher = cfg.hydra.launcher
     assert (launcher.tasks_per_node, launcher.partition, launcher.timeout_min) == (4, "gpu", 30)
     assert list(launcher.setup) == ["module load cuda"]
@@ -196,19 +189,12 @@ def hydra_config_restored():
 
 
 def test_the_worker_gets_the_parents_config_with_its_secrets_and_hydra_job(tmp_path, hydra_config_restored):
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
     from hydra.core.hydra_config import HydraConfig
 
-    from llmft.config import register_schema
     from llmft.launch.torchrun import WORKER_CONFIG_ENV, worker_environment
     from llmft.launch.worker import load_parent_config
 
-    register_schema()
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        full = hydra_compose(
-            config_name="config", overrides=["seed=7", "task.api_key=sk-real"], return_hydra_config=True
-        )
+    full = compose_config(["seed=7", "task.api_key=sk-real"], with_hydra=True)
     (tmp_path / ".hydra").mkdir()
     job = OmegaConf.masked_copy(full, [key for key in full if key != "hydra"])
     record = OmegaConf.merge(job, {"task": {"api_key": "***"}})  # what RedactSecrets leaves on disk
