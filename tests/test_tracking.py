@@ -494,14 +494,18 @@ def test_wandb_offline_records_every_logged_loss_without_an_api_key(tmp_path, mo
     for variable in ("WANDB_API_KEY", "WANDB_MODE", "WANDB_DIR", "WANDB_PROJECT"):
         monkeypatch.delenv(variable, raising=False)  # also restores what the run sets, afterwards
     run(compose(*QUICK, "logger=wandb"), run_dir=tmp_path)
+    import wandb
+
+    assert wandb.run is None  # closed: the next job of a multirun in this process gets a run of its own
+    # finish() only tells W&B's service process the run is over; the service closes (flushes) the run
+    # file afterwards, so reading it now raced that write (CI once saw only the 7-byte header).
+    # Shutting the service down waits for it, as it does at every process exit.
+    wandb.teardown()
 
     [offline_run] = (tmp_path / "wandb").glob("offline-run-*/run-*.wandb")
     steps, _ = loss_series(read_log(tmp_path), "loss")
     # The .wandb file is a sequence of protobuf records; each history row names its keys in plain bytes.
     assert offline_run.read_bytes().count(b"train/loss") >= len(steps) > 0
-    import wandb
-
-    assert wandb.run is None  # closed: the next job of a multirun in this process gets a run of its own
 
 
 def swanlab_scalars(run_file: Path, key: str) -> list[tuple[int, float]]:
