@@ -7,10 +7,12 @@ from __future__ import annotations
 import copy
 import gc
 import importlib.util
+import itertools
 import json
 import logging
 import subprocess
 import sys
+import types
 from functools import partial
 
 import pytest
@@ -78,6 +80,43 @@ def test_padding_free_logits_equal_each_sample_alone(tiny):
         for start, example in zip(starts, examples, strict=True):
             alone = model(input_ids=torch.tensor([example["input_ids"]])).logits[0]
             torch.testing.assert_close(packed[start : start + len(alone)], alone, atol=1e-4, rtol=1e-4)
+
+
+def documented_varlen_attn(q, k, v, cu_seq_q, cu_seq_k, max_q, max_k, *, scale, window_size, **grouped):
+    """torch.nn.attention.varlen_attn's contract, per sample on the CPU: [T, heads, head_dim] in and out,
+    samples between cu_seq offsets, window (-1, 0) = causal, fewer key/value heads shared by the queries."""
+    assert window_size == (-1, 0) and cu_seq_k is cu_seq_q and max_q == max_k == cu_seq_q.diff().max()
+    bounds = cu_seq_q.tolist()
+    return torch.cat(
+        [
+            torch.nn.functional.scaled_dot_product_attention(
+                *(t[start:end].transpose(0, 1) for t in (q, k, v)),
+                is_causal=True,
+                scale=scale,
+                enable_gqa=True,
+            ).transpose(0, 1)
+            for start, end in itertools.pairwise(bounds)
+        ]
+    )
+
+
+def test_the_gpu_varlen_call_keeps_layout_heads_and_scale(monkeypatch):
+    """The CPU half of tests/test_gpu.py: handed to a kernel that follows varlen_attn's documented contract,
+    llmft's call gives the per-sample SDPA result (grouped heads, a model's own scale). The kernel itself
+    runs on CUDA only."""
+    import llmft.model.attention as attention
+
+    torch.manual_seed(0)
+    lengths = [3, 17, 1, 9]
+    cu_seq_lens = torch.tensor([0, *itertools.accumulate(lengths)], dtype=torch.int32)
+    query, key, value = (torch.randn(1, heads, sum(lengths), 8) for heads in (4, 2, 2))
+    module = types.SimpleNamespace(num_key_value_groups=2, is_causal=True)
+    kwargs = dict(cu_seq_lens_q=cu_seq_lens, scaling=0.3, max_length_q=17)
+    per_sample, _ = attention.varlen_sdpa_attention(module, query, key, value, None, **kwargs)
+    monkeypatch.setattr(attention, "varlen_attn", documented_varlen_attn)
+    monkeypatch.setattr(attention, "_runs_flash_varlen", lambda query, kwargs: True)
+    one_call, _ = attention.varlen_sdpa_attention(module, query, key, value, None, **kwargs)
+    torch.testing.assert_close(one_call, per_sample)
 
 
 def test_padding_free_loss_equals_the_padded_batch(tiny):
@@ -397,6 +436,8 @@ def test_the_benchmark_reports_every_figure(tmp_path):
             "--smoke",
             "--workloads",
             "sft_packed,dpo",
+            "--set",
+            "method.lora_dropout=0.05",  # the benchmark's own setting is 0.0
             "--out",
             str(tmp_path),
         ],
@@ -417,6 +458,9 @@ def test_the_benchmark_reports_every_figure(tmp_path):
         overhead["step_ms"] - overhead["forward_backward_ms"], abs=0.011
     )
     assert set(summaries) == {"sft_packed", "dpo"}
+    run_dirs = sorted((tmp_path / "runs").glob("*-0-*"))  # every run trained with the extra override
+    assert len(run_dirs) == 4
+    assert all("method.lora_dropout=0.05" in (d / ".hydra" / "overrides.yaml").read_text() for d in run_dirs)
     for summary in summaries.values():
         for figure in (
             "tokens_per_second",

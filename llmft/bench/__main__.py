@@ -4,6 +4,7 @@
                                                 # (fp32 on CPU; bf16 on a GPU, plus a Llama-3-8B-shaped LoRA)
     python -m llmft.bench --precision bf16      # bf16 autocast on a CPU with native bf16
     python -m llmft.bench --repeats 3 --workloads sft,sft_packed
+    python -m llmft.bench --workloads sft_packed --set model.liger_kernel=true   # a feature's effect
     python -m llmft.bench --smoke               # the tiny model, a few steps: checks the benchmark itself
 
 Each workload trains twice per repeat, as a user would start it (`python run.py ...` in a new process):
@@ -60,9 +61,18 @@ SETTINGS = (  # the benchmark's fixed training settings (a workload's overrides 
 def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m llmft.bench", description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--workloads", default=",".join(DEFAULT_WORKLOADS), help=f"of: {', '.join(WORKLOADS)}"
+        "--workloads",
+        help=f"of: {', '.join(WORKLOADS)} (default: {', '.join(DEFAULT_WORKLOADS)}, and on a GPU the 8B one)",
     )
-    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
+    parser.add_argument("--precision", choices=("fp32", "bf16"), help="default: bf16 on a GPU, fp32 on a CPU")
+    parser.add_argument(
+        "--set",
+        dest="extra",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a run.py override added to every workload (repeatable)",
+    )
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--repeats", type=int, default=1, help="rounds of cold + warm runs per workload")
     parser.add_argument("--smoke", action="store_true", help="the tiny model, 3 steps, 64 rows")
@@ -114,6 +124,7 @@ def _overrides(workload: Workload, assets, arguments, cache_dir: Path) -> list[s
         *workload.overrides,
         *hardware,
         *smoke,
+        *arguments.extra,
         f"method.max_steps={steps}",
         f"data.cache_dir={cache_dir}",
     ]
@@ -164,6 +175,7 @@ def benchmark(workload: Workload, assets, arguments, out: Path) -> dict[str, Any
         "workload": workload.name,
         "precision": arguments.precision,
         "device": device,
+        "extra_overrides": arguments.extra,
         "tokens_per_second": _median(runs, "tokens_per_second", 1),
         "mfu": _median(runs, "mfu", 4),
         "flops_per_token": round(flops),

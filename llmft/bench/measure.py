@@ -20,9 +20,11 @@ from llmft.model.optional import packages_hidden, unused_packages
 from llmft.track.run_files import loss_series, read_log, read_metrics
 
 
-def matmul_rate(dtype: torch.dtype, device: str, size: int = 2048, windows: int = 5) -> float:
+def matmul_rate(dtype: torch.dtype, device: str, size: int | None = None, windows: int = 5) -> float:
     """FLOP/s of a size x size matmul, the ceiling the training runs are compared with: the best of several
-    short windows, so that a moment of contention on a shared machine does not lower it (and flatter MFU)."""
+    short windows, so that a moment of contention on a shared machine does not lower it (and flatter MFU).
+    A GPU reaches its rate only on large products (an H200's bf16: 8192 for ~790 TFLOP/s)."""
+    size = size or (8192 if device == "cuda" else 2048)
     a = torch.randn(size, size, dtype=dtype, device=device)
     b = torch.randn(size, size, dtype=dtype, device=device)
     for _ in range(3):  # warm-up: thread pools, kernels, clocks
@@ -32,8 +34,7 @@ def matmul_rate(dtype: torch.dtype, device: str, size: int = 2048, windows: int 
         count, started = 0, time.perf_counter()
         while (elapsed := time.perf_counter() - started) < 0.3:
             a @ b
-            if device == "cuda":
-                torch.cuda.synchronize()
+            _finish_gpu_work()
             count += 1
         best = max(best, 2 * size**3 * count / elapsed)
     return best
@@ -92,6 +93,12 @@ def _samples(split: Any) -> int:
     return len(split)
 
 
+def _finish_gpu_work() -> None:
+    """Wait for queued GPU kernels, so that a timer reads their time and not only their launch."""
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
 def write_json_line(path: Path, record: dict[str, Any]) -> None:
     with path.open("a") as stream:
         stream.write(json.dumps(record) + "\n")
@@ -112,9 +119,11 @@ def _step_overhead_ms(cfg: Any, run_dir: Path, build_sft_trainer: Any) -> dict[s
             self.times: list[float] = []
 
         def on_step_begin(self, args, state, control, **kwargs):
+            _finish_gpu_work()
             self.started = time.perf_counter()
 
         def on_step_end(self, args, state, control, **kwargs):
+            _finish_gpu_work()
             self.times.append(time.perf_counter() - self.started)
 
     timer = StepTimer()
@@ -123,8 +132,10 @@ def _step_overhead_ms(cfg: Any, run_dir: Path, build_sft_trainer: Any) -> dict[s
     model = trainer.model.train()
     passes = []
     for batch in list(trainer.get_train_dataloader())[: len(timer.times)]:
+        _finish_gpu_work()
         started = time.perf_counter()
         model(**trainer._prepare_inputs(batch)).loss.backward()
+        _finish_gpu_work()
         passes.append(time.perf_counter() - started)
     model.zero_grad()
     skip = min(2, len(timer.times) - 1)  # the first steps warm up allocators and caches
