@@ -27,6 +27,7 @@ from llmft.data.collate import PaddedCollator, PaddingFreeCollator
 from llmft.data.packing import best_fit_rows, pack
 from llmft.data.tokenize import IGNORE_INDEX
 from llmft.main import check
+from llmft.model import optional
 from llmft.model.loader import chat_tokenizer, load_model
 from llmft.model.logits import takes_logits_mask
 from llmft.model.unpad import unpad_decoder
@@ -411,10 +412,22 @@ print(json.dumps(sorted(name for name, module in sys.modules.items() if module i
 
 
 @pytest.mark.slow
-def test_a_plain_sft_run_imports_nothing_it_does_not_use(tmp_path):
-    """In a fresh process, as `python run.py logger=none` runs: the modules loaded once training ended."""
+@pytest.mark.parametrize(
+    ("stage", "used"), [((), set()), (("method=lora_dpo", "dataset=demo_dpo"), {"trl"})], ids=["sft", "dpo"]
+)
+def test_a_plain_run_imports_nothing_it_does_not_use(tmp_path, stage, used):
+    """In a fresh process, as `python run.py logger=none` runs: the modules loaded once training ended.
+    DPO runs in TRL, whose trainers import wandb wherever it is installed, unless llmft hides it."""
     result = subprocess.run(
-        [sys.executable, "-c", LOADED_AFTER_A_RUN, str(tmp_path), "logger=none", "method.max_steps=1"],
+        [
+            sys.executable,
+            "-c",
+            LOADED_AFTER_A_RUN,
+            str(tmp_path),
+            "logger=none",
+            "method.max_steps=1",
+            *stage,
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -422,8 +435,43 @@ def test_a_plain_sft_run_imports_nothing_it_does_not_use(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     loaded = {name.split(".")[0] for name in json.loads(result.stdout.splitlines()[-1])}
-    assert {"transformers", "peft", "torch"} <= loaded  # the check sees the real imports
-    assert not loaded & set(UNUSED_BY_PLAIN_SFT), loaded & set(UNUSED_BY_PLAIN_SFT)
+    assert {"transformers", "peft", "torch", *used} <= loaded  # the check sees the real imports
+    unused = set(UNUSED_BY_PLAIN_SFT) - used
+    assert not loaded & unused, loaded & unused
+
+
+IMPORTS_IF_INSTALLED = """
+import importlib.util
+if importlib.util.find_spec("some_tracker"):  # as TRL does with wandb: `if is_wandb_available(): import wandb`
+    import some_tracker
+
+def is_some_tracker_available():
+    return importlib.util.find_spec("some_tracker") is not None
+
+def current_run():
+    return some_tracker.run if is_some_tracker_available() else None
+"""
+
+
+def test_a_module_imported_while_a_package_was_hidden_uses_it_in_later_runs(tmp_path, monkeypatch):
+    """A run hides an unused tracker; a later run in the same process (a sweep's next job) that uses it
+    finds it bound where a library skipped it, instead of a NameError."""
+    (tmp_path / "some_tracker.py").write_text("run = 'the active run'\n")
+    (tmp_path / "reports_to_it.py").write_text(IMPORTS_IF_INSTALLED)
+    monkeypatch.syspath_prepend(tmp_path)
+    monkeypatch.setattr(optional, "IMPORTED_IF_INSTALLED", {"some_tracker": "is_some_tracker_available"})
+    try:
+        with optional.packages_hidden(["some_tracker"]):
+            import reports_to_it
+
+            assert sys.modules["some_tracker"] is None and "some_tracker" not in vars(reports_to_it)
+        assert "some_tracker" not in sys.modules  # still not imported: the run paid nothing for it
+        assert reports_to_it.current_run() == "the active run"
+    finally:
+        sys.modules.pop("reports_to_it", None)
+        sys.modules.pop("some_tracker", None)
+    assert "wandb" in optional.unused_packages(compose("logger=none"))
+    assert "wandb" not in optional.unused_packages(compose("logger=wandb"))
 
 
 @pytest.mark.slow
