@@ -132,14 +132,14 @@ def _overrides(workload: Workload, assets, arguments, cache_dir: Path) -> list[s
 
 def _mean_context(cfg: Any, stage: str, tokenizer: Any) -> float:
     """Token-weighted mean causal context of the training samples (each attends only to itself)."""
-    from llmft.data import build_pair_datasets, build_sft_datasets
+    from llmft.data import build_dpo_datasets, build_sft_datasets
 
-    if stage == "dpo":  # pair rows stay conversations until TRL renders them: chosen and rejected each
-        train, _ = build_pair_datasets(cfg, tokenizer)
+    if stage == "dpo":  # the prompt with the chosen reply, and with the rejected one
+        train, _ = build_dpo_datasets(cfg, tokenizer)
         lengths = [
-            len(tokenizer.apply_chat_template(row["prompt"] + row[reply], tokenize=True)["input_ids"])
+            len(row["prompt_ids"]) + len(row[reply])
             for row in train
-            for reply in ("chosen", "rejected")
+            for reply in ("chosen_ids", "rejected_ids")
         ]
     else:
         train, _ = build_sft_datasets(cfg, tokenizer)

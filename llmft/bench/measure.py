@@ -74,9 +74,9 @@ def run_training(overrides: list[str], run_dir: Path, env: dict[str, str]) -> di
 
 def preprocessing_rate(cfg: Any, stage: str, tokenizer: Any) -> dict[str, float]:
     """Rows per second of building the training data, cold (empty cache) and cached."""
-    from llmft.data import build_pair_datasets, build_sft_datasets
+    from llmft.data import build_dpo_datasets, build_sft_datasets
 
-    build = build_pair_datasets if stage == "dpo" else build_sft_datasets
+    build = build_dpo_datasets if stage == "dpo" else build_sft_datasets
     rates = {}
     for state in ("cold", "cached"):
         started = time.perf_counter()
