@@ -107,9 +107,10 @@ def test_precomputed_reference_log_probs_give_the_same_loss(tmp_path):
 
 
 def test_pairs_in_passes_train_exactly_as_the_whole_batch(tmp_path):
-    """method.pref_pairs_per_pass holds one pass's activations at a time; the step stays the batch's."""
+    """method.pref_pairs_per_pass holds one pass's activations at a time; the step stays the batch's, and
+    the reference scores the step's pairs in one forward before its passes."""
     data = pairs_dataset(write_pairs(tmp_path / "pairs.json", 16))
-    adapters, losses = {}, {}
+    adapters, losses, forwards = {}, {}, {}
     for per_pass in (4, 1):
         cfg = compose(
             "method=lora_dpo",
@@ -125,7 +126,12 @@ def test_pairs_in_passes_train_exactly_as_the_whole_batch(tmp_path):
         trainer = build_dpo_trainer(cfg, tmp_path / str(per_pass))
         assert trainer.args.per_device_train_batch_size == per_pass
         assert trainer.args.gradient_accumulation_steps == 4 // per_pass
+        grad_enabled = []  # per forward: with a graph (the policy) or without (the reference)
+        trainer.model.register_forward_pre_hook(
+            lambda module, args, seen=grad_enabled: seen.append(torch.is_grad_enabled())
+        )
         trainer.train()
+        forwards[per_pass] = {"policy": grad_enabled.count(True), "reference": grad_enabled.count(False)}
         adapters[per_pass] = {
             name: p.detach() for name, p in trainer.model.named_parameters() if p.requires_grad
         }
@@ -134,6 +140,7 @@ def test_pairs_in_passes_train_exactly_as_the_whole_batch(tmp_path):
         ]
     assert len(losses[1]) == 3 and losses[1][-1] < losses[1][0]  # it trains
     assert losses[1] == pytest.approx(losses[4], rel=1e-4)
+    assert forwards == {4: {"policy": 3, "reference": 3}, 1: {"policy": 12, "reference": 3}}
     for name, weight in adapters[4].items():
         torch.testing.assert_close(adapters[1][name], weight, atol=1e-5, rtol=1e-4)
 

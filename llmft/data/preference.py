@@ -7,7 +7,7 @@ template, the same template SFT data is rendered with (llmft.data.templates sets
     KTO:   {"prompt": [messages], "completion": [assistant message], "label": bool, "tools"}
 
 A system prompt becomes the prompt's first message; tools stay a JSON string (TRL parses it) or None.
-DPO's pairs are tokenised here, into the cache, as TRL's DPOTrainer would tokenise them at every start::
+DPO's pairs are tokenised here, into the cache, as TRL's DPOTrainer would tokenise them::
 
     DPO pairs: {"prompt_ids": [int], "chosen_ids": [int], "rejected_ids": [int]}
 """

@@ -1,7 +1,7 @@
 """Direct preference optimisation and its variants on chosen/rejected pairs, via TRL.
 
 method.pref_loss picks the objective:
-- sigmoid (DPO), ipo, hinge: TRL's DPOTrainer against a frozen reference. With a new LoRA adapter the
+- sigmoid (DPO), ipo, hinge: TRL's DPOTrainer (llmft.train.dpo_trainer) against a frozen reference. With a new LoRA adapter the
   reference is the base model with the adapter switched off, so no second copy of the weights is held;
   continuing model.adapter_path, it is a frozen copy of that adapter (adapter-sized); full and freeze
   load a frozen copy of the model.
@@ -9,7 +9,8 @@ method.pref_loss picks the objective:
   loss without its SFT term); no reference model at all.
 method.pref_ftx adds an SFT loss on the chosen replies with that weight (sigmoid, ipo, hinge, simpo).
 A step's pairs run in passes of method.pref_pairs_per_pass (by default on the CPU, as many as fit in
-about a thousand tokens), each pass scoring its chosen and rejected replies in one forward.
+about a thousand tokens), each pass scoring its chosen and rejected replies in one forward; on the CPU
+the reference scores all of a step's pairs in one forward before its passes.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 from transformers import Trainer, TrainerCallback
-from trl import DPOConfig, DPOTrainer
+from trl import DPOConfig
 
 from llmft.config.schema import pref_batch_splits_exactly
 from llmft.data import build_dpo_datasets, build_pair_datasets
@@ -27,6 +28,7 @@ from llmft.model.loader import chat_tokenizer
 from llmft.track.run_log import JsonlLogCallback
 from llmft.train.arguments import batch_in_passes, common_training_arguments, resolved_per_pass
 from llmft.train.components import trainable_model
+from llmft.train.dpo_trainer import CachedPairsDPOTrainer
 from llmft.train.fit import fit_and_save
 from llmft.train.fused_head import score_labelled_positions_only_on_cpu
 
@@ -50,16 +52,9 @@ def pairs_per_pass(cfg: DictConfig) -> int:
     return resolved_per_pass(cfg, method.pref_pairs_per_pass, pref_batch_splits_exactly(method), pair_tokens)
 
 
-class _DPOTrainerOnCachedTokens(DPOTrainer):
-    """TRL's DPOTrainer on pairs llmft has tokenised into its data cache (llmft.data.preference.dpo_pairs).
-    TRL would render and tokenise every pair again at every start: 1.4 s of a 1000-pair run's start
-    here, minutes on a large preference set."""
-
-    def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
-        return dataset
-
-
-def _dpo_trainer(cfg: DictConfig, run_dir: Path, model, tokenizer, datasets, callbacks) -> DPOTrainer:
+def _dpo_trainer(
+    cfg: DictConfig, run_dir: Path, model, tokenizer, datasets, callbacks
+) -> CachedPairsDPOTrainer:
     method, (train_set, eval_set) = cfg.method, datasets
     losses, weights = [method.pref_loss], [1.0]
     if method.pref_ftx:
@@ -76,7 +71,7 @@ def _dpo_trainer(cfg: DictConfig, run_dir: Path, model, tokenizer, datasets, cal
         precompute_ref_log_probs=method.precompute_ref_log_probs,
         precompute_ref_batch_size=method.per_device_train_batch_size,  # no graph: passes would only be slower
     )
-    trainer = _DPOTrainerOnCachedTokens(
+    trainer = CachedPairsDPOTrainer(
         model=model,
         ref_model=None,  # LoRA: the adapter-disabled base; otherwise TRL loads a frozen copy
         args=args,
