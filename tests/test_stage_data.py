@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import types
 from pathlib import Path
 
 import pytest
@@ -186,3 +187,71 @@ def test_the_builders_refuse_data_of_the_wrong_kind_when_called_directly(builder
     cfg = compose(f"dataset={dataset}")
     with pytest.raises(DataError, match=expected):
         getattr(llmft.data, builder)(cfg, tokenizer=None)
+
+
+def _pairs_with_more_turns_and_a_long_prompt(tmp_path: Path, cutoff_len: int):
+    rows = json.loads(Path("llmft/data/demo/demo_dpo.json").read_text())[:40]
+    rows[0]["system"], rows[1]["history"] = "Answer in one word.", [["Hi.", "Hello."]]
+    rows[2]["instruction"] = "Tell me, in as many words as it takes, " * 4 + rows[2]["instruction"]
+    path = tmp_path / "pairs.json"
+    path.write_text(json.dumps(rows))
+    columns = "{chosen: chosen, rejected: rejected, system: system, history: history}"
+    entry = f"{{path: {path}, formatting: alpaca, ranking: true, columns: {columns}}}"
+    return compose(
+        "method=lora_dpo", "dataset=demo_dpo", f"dataset.demo_dpo={entry}", f"data.cutoff_len={cutoff_len}"
+    )
+
+
+@pytest.mark.parametrize("cutoff_len", [512, 40])  # 40: a long prompt does not fit, and both drop its pair
+@pytest.mark.parametrize(
+    ("builder", "trainer"), [("build_dpo_datasets", "DPOTrainer"), ("build_reward_datasets", "RewardTrainer")]
+)
+def test_pairs_are_tokenised_into_the_cache_exactly_as_trl_would(tmp_path, cutoff_len, builder, trainer):
+    """DPO and reward pairs are tokenised once, into llmft's cache, as TRL's own trainer would tokenise and
+    filter the conversation rows (which it did in every run's start, in its own pass)."""
+    import trl
+
+    import llmft.data
+    from llmft.model.loader import chat_tokenizer
+
+    cfg = _pairs_with_more_turns_and_a_long_prompt(tmp_path, cutoff_len)
+    tokenizer = chat_tokenizer(cfg.model)
+    conversations, _ = llmft.data.build_pair_datasets(cfg, tokenizer)
+    trl_args = types.SimpleNamespace(
+        dataset_num_proc=None, max_length=cutoff_len, truncation_mode="keep_start"
+    )
+    expected = getattr(trl, trainer)._prepare_dataset(None, conversations, tokenizer, trl_args, "train")
+
+    tokenised, _ = getattr(llmft.data, builder)(cfg, tokenizer)
+    assert cutoff_len == 512 or len(tokenised) < len(conversations)
+    assert tokenised.column_names and set(tokenised.column_names) <= set(expected.column_names)
+    for column in tokenised.column_names:
+        assert tokenised[column] == expected[column], column
+
+
+@pytest.mark.parametrize(
+    ("build_trainer", "stage"),
+    [
+        ("llmft.train.dpo:build_dpo_trainer", "method=lora_dpo"),
+        ("llmft.train.rm:build_rm_trainer", "method=lora_rm"),
+    ],
+)
+def test_a_warm_cache_starts_training_pairs_without_rendering_one(
+    tmp_path, monkeypatch, build_trainer, stage
+):
+    from llmft.config.imports import import_entry_point
+    from llmft.model.loader import chat_tokenizer
+
+    cfg = compose(stage, "dataset=demo_dpo", "data.max_samples=16", f"data.cache_dir={tmp_path}")
+    build = import_entry_point(build_trainer)
+    build(cfg, tmp_path / "cold")
+    renders = []
+    tokenizer_class = type(chat_tokenizer(cfg.model))
+    render = tokenizer_class.apply_chat_template
+    monkeypatch.setattr(
+        tokenizer_class, "apply_chat_template", lambda *a, **kw: renders.append(1) or render(*a, **kw)
+    )
+    trainer = build(cfg, tmp_path / "warm")
+    assert renders == []  # neither llmft's cached build nor TRL's trainer rendered a pair again
+    assert {"chosen_ids", "rejected_ids"} <= set(trainer.train_dataset.column_names)
+    assert len(trainer.train_dataset) == 16  # and no pass over them dropped any

@@ -4,7 +4,6 @@ base (no second copy); ORPO and SimPO train through the same preset family."""
 from __future__ import annotations
 
 import json
-import types
 from pathlib import Path
 
 import pytest
@@ -180,49 +179,3 @@ def test_the_fused_log_prob_head_scores_only_completions_on_cpu_with_the_same_re
         labelled_only = model(input_ids=input_ids, labels=labels, fused_lm_head=True).log_probs
     torch.testing.assert_close(labelled_only, every_position, atol=1e-5, rtol=1e-5)
     assert (labelled_only[:, :6] == 0).all() and (labelled_only[:, 6:] != 0).all()
-
-
-@pytest.mark.parametrize("cutoff_len", [512, 40])  # 40: some prompts alone fill it, and both drop them
-def test_pairs_are_tokenised_into_the_cache_exactly_as_trl_would_at_every_start(tmp_path, cutoff_len):
-    from trl import DPOTrainer
-
-    from llmft.data import build_dpo_datasets, build_pair_datasets
-    from llmft.model.loader import chat_tokenizer
-
-    rows = json.loads(Path("llmft/data/demo/demo_dpo.json").read_text())[:40]
-    rows[0]["system"], rows[1]["history"] = "Answer in one word.", [["Hi.", "Hello."]]  # more turns
-    rows[2]["instruction"] = "Tell me, in as many words as it takes, " * 4 + rows[2]["instruction"]
-    path = tmp_path / "pairs.json"
-    path.write_text(json.dumps(rows))
-    columns = "{chosen: chosen, rejected: rejected, system: system, history: history}"
-    entry = f"{{path: {path}, formatting: alpaca, ranking: true, columns: {columns}}}"
-    cfg = compose(
-        "method=lora_dpo", "dataset=demo_dpo", f"dataset.demo_dpo={entry}", f"data.cutoff_len={cutoff_len}"
-    )
-    tokenizer = chat_tokenizer(cfg.model)
-    conversations, _ = build_pair_datasets(cfg, tokenizer)  # what TRL tokenised itself before
-    trl_args = types.SimpleNamespace(
-        dataset_num_proc=None, max_length=cutoff_len, truncation_mode="keep_start"
-    )
-    expected = DPOTrainer._prepare_dataset(None, conversations, tokenizer, trl_args, "train")
-
-    tokenized, _ = build_dpo_datasets(cfg, tokenizer)
-    assert cutoff_len == 512 or len(tokenized) < len(conversations)
-    for column in ("prompt_ids", "chosen_ids", "rejected_ids"):
-        assert tokenized[column] == expected[column]
-
-
-def test_a_warm_cache_trains_dpo_without_rendering_a_pair(tmp_path, monkeypatch):
-    from llmft.model.loader import chat_tokenizer
-
-    cfg = compose("method=lora_dpo", "dataset=demo_dpo", "data.max_samples=16", f"data.cache_dir={tmp_path}")
-    build_dpo_trainer(cfg, tmp_path / "cold")
-    renders = []
-    tokenizer_class = type(chat_tokenizer(cfg.model))
-    render = tokenizer_class.apply_chat_template
-    monkeypatch.setattr(
-        tokenizer_class, "apply_chat_template", lambda *a, **kw: renders.append(1) or render(*a, **kw)
-    )
-    trainer = build_dpo_trainer(cfg, tmp_path / "warm")
-    assert renders == []  # neither llmft's cached build nor TRL's trainer rendered a pair again
-    assert set(trainer.train_dataset.column_names) >= {"prompt_ids", "chosen_ids", "rejected_ids"}

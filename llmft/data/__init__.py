@@ -5,7 +5,7 @@ first use of the names below:
 
 - build_sft_datasets(cfg, tokenizer) -> (train, validation | None)   llmft.data.pipeline
 - build_pair_datasets / build_kto_datasets(cfg, tokenizer): TRL rows  llmft.data.preference
-- build_dpo_datasets(cfg, tokenizer): pairs tokenised for DPO        llmft.data.preference
+- build_dpo_datasets / build_reward_datasets: pairs tokenised        llmft.data.preference
 - load_canonical(datasets, data, seed) -> Dataset of canonical rows  llmft.data.loader
 - check_dataset_files(datasets_cfg) -> list of problems (no heavy imports)  llmft.data.sources
 - TEMPLATES, apply_template(tokenizer, name)                         llmft.data.templates
@@ -22,6 +22,7 @@ _PUBLIC = {
     "build_sft_datasets": "llmft.data.pipeline",
     "build_pair_datasets": "llmft.data.preference",
     "build_dpo_datasets": "llmft.data.preference",
+    "build_reward_datasets": "llmft.data.preference",
     "build_kto_datasets": "llmft.data.preference",
     "load_canonical": "llmft.data.loader",
     "check_dataset_files": "llmft.data.sources",

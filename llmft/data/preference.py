@@ -7,9 +7,11 @@ template, the same template SFT data is rendered with (llmft.data.templates sets
     KTO:   {"prompt": [messages], "completion": [assistant message], "label": bool, "tools"}
 
 A system prompt becomes the prompt's first message; tools stay a JSON string (TRL parses it) or None.
-DPO's pairs are tokenised here, into the cache, as TRL's DPOTrainer would tokenise them::
+DPO's and reward modelling's pairs are tokenised here, into the cache, as TRL's DPOTrainer and
+RewardTrainer would tokenise them (and drop those that do not fit data.cutoff_len)::
 
-    DPO pairs: {"prompt_ids": [int], "chosen_ids": [int], "rejected_ids": [int]}
+    DPO pairs:    {"prompt_ids": [int], "chosen_ids": [int], "rejected_ids": [int]}
+    reward pairs: {"chosen_ids": [int], "rejected_ids": [int]}   (each reply after the prompt)
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ KTO_FEATURES = Features(
 )
 TOKEN_IDS = List(Value("int32"))
 DPO_FEATURES = Features({"prompt_ids": TOKEN_IDS, "chosen_ids": TOKEN_IDS, "rejected_ids": TOKEN_IDS})
+REWARD_FEATURES = Features({"chosen_ids": TOKEN_IDS, "rejected_ids": TOKEN_IDS})
 
 
 def _reply(text: str) -> list[dict[str, str]]:
@@ -102,20 +105,25 @@ def _common_prefix(ids: list[int], other: list[int]) -> int:
     return next(differ, min(len(ids), len(other)))
 
 
-def _tokenize_pairs(batch: dict[str, list], tokenizer: Any) -> dict[str, list]:
+def _token_ids(tokenizer: Any, messages: list, tools: str | None, **template_kwargs: Any) -> list[int]:
+    """A conversation rendered with the chat template and tokenised, as TRL's trainers do it."""
+    tools = json.loads(tools) if tools else None
+    rendered = tokenizer.apply_chat_template(
+        messages, tokenize=True, return_dict=True, tools=tools, **template_kwargs
+    )
+    return rendered["input_ids"]
+
+
+def _dpo_ids(batch: dict[str, list], tokenizer: Any) -> dict[str, list]:
     """TRL's DPO tokenisation: the prompt rendered with the generation prompt, each reply as the tokens of
     prompt + reply after the prefix the prompt shares with both renderings (a template may render a prompt
     alone differently)."""
     out: dict[str, list] = {key: [] for key in DPO_FEATURES}
     for prompt, chosen, rejected, tools in zip(*(batch[key] for key in PAIR_FEATURES), strict=True):
-        render = partial(
-            tokenizer.apply_chat_template,
-            tokenize=True,
-            return_dict=True,
-            tools=json.loads(tools) if tools else None,
+        prompt_ids = _token_ids(tokenizer, prompt, tools, add_generation_prompt=True)
+        chosen_ids, rejected_ids = (
+            _token_ids(tokenizer, prompt + reply, tools) for reply in (chosen, rejected)
         )
-        prompt_ids = render(prompt, add_generation_prompt=True)["input_ids"]
-        chosen_ids, rejected_ids = (render(prompt + reply)["input_ids"] for reply in (chosen, rejected))
         shared = min(_common_prefix(prompt_ids, chosen_ids), _common_prefix(prompt_ids, rejected_ids))
         out["prompt_ids"].append(prompt_ids[:shared])
         out["chosen_ids"].append(chosen_ids[shared:])
@@ -123,34 +131,73 @@ def _tokenize_pairs(batch: dict[str, list], tokenizer: Any) -> dict[str, list]:
     return out
 
 
-def dpo_pairs(rows: Dataset, tokenizer: Any, cutoff_len: int, num_proc: int | None) -> Dataset:
-    """Canonical ranking rows as TRL's DPOTrainer tokenises them, without pairs whose prompt alone fills
-    cutoff_len: their truncation (TRL keeps the start) would leave no reply token, and TRL drops them too."""
+def _reward_ids(batch: dict[str, list], tokenizer: Any) -> dict[str, list]:
+    """TRL's reward-model tokenisation: the prompt followed by each reply, rendered whole."""
+    out: dict[str, list] = {key: [] for key in REWARD_FEATURES}
+    for prompt, chosen, rejected, tools in zip(*(batch[key] for key in PAIR_FEATURES), strict=True):
+        out["chosen_ids"].append(_token_ids(tokenizer, prompt + chosen, tools))
+        out["rejected_ids"].append(_token_ids(tokenizer, prompt + rejected, tools))
+    return out
+
+
+def _tokenised_pairs(
+    rows: Dataset, tokenizer: Any, data: Any, encode: Callable, features: Features, fits: Callable, why: str
+) -> Dataset:
+    """Canonical ranking rows as pairs of token ids (`encode`, in data.num_proc workers), keeping those
+    that `fits` data.cutoff_len (given a batch of them, it says which; the rest are dropped for `why`)."""
     pairs = pair_rows(rows)
-    workers = worker_count(num_proc, len(pairs))
-    tokenized = pairs.map(
-        _tokenize_pairs,
+    workers = worker_count(data.num_proc, len(pairs))
+    tokenised = pairs.map(
+        encode,
         fn_kwargs={"tokenizer": tokenizer},
         batched=True,
         remove_columns=pairs.column_names,
-        features=DPO_FEATURES,
+        features=features,
         keep_in_memory=True,
         num_proc=workers if workers > 1 else None,
         desc="Tokenising pairs",
     )
-    kept = tokenized.filter(
-        lambda batch: [len(prompt) < cutoff_len for prompt in batch["prompt_ids"]],
-        batched=True,
-        keep_in_memory=True,
+    kept = tokenised.filter(
+        fits, fn_kwargs={"cutoff_len": data.cutoff_len}, batched=True, keep_in_memory=True
     )
     if not len(kept):
         raise DataError(
-            f"no pair's prompt fits within data.cutoff_len={cutoff_len} with a reply token to spare. "
-            "Fix: raise data.cutoff_len."
+            f"no pair is left within data.cutoff_len={data.cutoff_len}: {why}. Fix: raise data.cutoff_len."
         )
-    if dropped := len(tokenized) - len(kept):
-        logger.info("%d pairs dropped: the prompt alone fills data.cutoff_len=%d", dropped, cutoff_len)
+    if dropped := len(tokenised) - len(kept):
+        logger.info("%d pairs dropped within data.cutoff_len=%d: %s", dropped, data.cutoff_len, why)
     return kept
+
+
+def dpo_pairs(rows: Dataset, tokenizer: Any, data: Any) -> Dataset:
+    """Pairs as TRL's DPOTrainer tokenises them, and drops them: where the prompt alone fills the cutoff,
+    truncation (which keeps the start) would leave no reply token."""
+    return _tokenised_pairs(
+        rows,
+        tokenizer,
+        data,
+        _dpo_ids,
+        DPO_FEATURES,
+        fits=lambda batch, cutoff_len: [len(prompt) < cutoff_len for prompt in batch["prompt_ids"]],
+        why="the prompt alone fills it",
+    )
+
+
+def reward_pairs(rows: Dataset, tokenizer: Any, data: Any) -> Dataset:
+    """Pairs as TRL's RewardTrainer tokenises them, and drops them: a score reads a reply's last token, so
+    a pair is kept whole or not at all."""
+    return _tokenised_pairs(
+        rows,
+        tokenizer,
+        data,
+        _reward_ids,
+        REWARD_FEATURES,
+        fits=lambda batch, cutoff_len: [
+            max(len(chosen), len(rejected)) <= cutoff_len
+            for chosen, rejected in zip(batch["chosen_ids"], batch["rejected_ids"], strict=True)
+        ],
+        why="a prompt with its reply is longer",
+    )
 
 
 def _build(
@@ -184,10 +231,13 @@ def build_pair_datasets(cfg: Any, tokenizer: Any) -> tuple[Dataset, Dataset | No
 def build_dpo_datasets(cfg: Any, tokenizer: Any) -> tuple[Dataset, Dataset | None]:
     """Train (and validation) preference pairs tokenised for TRL's DPOTrainer (sigmoid, ipo, hinge)."""
     require_data_kind(cfg.dataset, "pairs")
-    to_trl = partial(
-        dpo_pairs, tokenizer=tokenizer, cutoff_len=cfg.data.cutoff_len, num_proc=cfg.data.num_proc
-    )
-    return _build(cfg, tokenizer, "dpo", to_trl)
+    return _build(cfg, tokenizer, "dpo", partial(dpo_pairs, tokenizer=tokenizer, data=cfg.data))
+
+
+def build_reward_datasets(cfg: Any, tokenizer: Any) -> tuple[Dataset, Dataset | None]:
+    """Train (and validation) preference pairs tokenised for TRL's RewardTrainer."""
+    require_data_kind(cfg.dataset, "pairs")
+    return _build(cfg, tokenizer, "reward", partial(reward_pairs, tokenizer=tokenizer, data=cfg.data))
 
 
 def build_kto_datasets(cfg: Any, tokenizer: Any) -> tuple[Dataset, Dataset | None]:

@@ -15,7 +15,7 @@ from torch import nn
 from transformers import TrainerCallback
 from trl import RewardConfig, RewardTrainer
 
-from llmft.data import build_pair_datasets
+from llmft.data import build_reward_datasets
 from llmft.model.adapters import SCORE_HEADS
 from llmft.model.loader import chat_tokenizer, is_quantized, resolve_dtype
 from llmft.track.run_log import JsonlLogCallback
@@ -31,11 +31,20 @@ def score_head(model) -> nn.Module:
     raise ValueError(f"{type(model).__name__} has no score head ({' or '.join(SCORE_HEADS)})")
 
 
+class CachedPairsRewardTrainer(RewardTrainer):
+    """TRL's RewardTrainer on the pairs llmft tokenised and filtered into its data cache
+    (llmft.data.preference.reward_pairs), taken as they are: TRL would pass over them again at every
+    start, to filter them by length, writing another index file into the cache each time."""
+
+    def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
+        return dataset
+
+
 def build_rm_trainer(
     cfg: DictConfig, run_dir: Path, callbacks: Sequence[TrainerCallback] = ()
 ) -> RewardTrainer:
-    tokenizer = chat_tokenizer(cfg.model)  # TRL renders prompt + reply with it, as /v1/score will
-    train_set, eval_set = build_pair_datasets(cfg, tokenizer)
+    tokenizer = chat_tokenizer(cfg.model)  # prompt + reply are rendered with it, as /v1/score will
+    train_set, eval_set = build_reward_datasets(cfg, tokenizer)
 
     model = trainable_model(cfg, tokenizer, head="sequence_classification")
     if cfg.method.finetuning_type == "freeze":  # the head starts random: it trains whatever else is frozen
@@ -45,7 +54,7 @@ def build_rm_trainer(
         **common_training_arguments(cfg, run_dir, has_eval=eval_set is not None),
         max_length=cfg.data.cutoff_len,  # longer pairs are dropped, not cut: the score reads the last token
     )
-    trainer = RewardTrainer(
+    trainer = CachedPairsRewardTrainer(
         model=model,
         args=args,
         train_dataset=train_set,
