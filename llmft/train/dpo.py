@@ -1,10 +1,10 @@
 """Direct preference optimisation and its variants on chosen/rejected pairs, via TRL.
 
 method.pref_loss picks the objective:
-- sigmoid (DPO), ipo, hinge: TRL's DPOTrainer (llmft.train.dpo_trainer) against a frozen reference. With a new LoRA adapter the
-  reference is the base model with the adapter switched off, so no second copy of the weights is held;
-  continuing model.adapter_path, it is a frozen copy of that adapter (adapter-sized); full and freeze
-  load a frozen copy of the model.
+- sigmoid (DPO), ipo, hinge: TRL's DPOTrainer (as llmft.train.dpo_trainer adapts it) against a frozen
+  reference. With a new LoRA adapter the reference is the base model with the adapter switched off, so
+  no second copy of the weights is held; continuing model.adapter_path, it is a frozen copy of that
+  adapter (adapter-sized); full and freeze load a frozen copy of the model.
 - orpo, simpo: reference-free, via trl.experimental's ORPOTrainer and CPOTrainer (SimPO = CPO's simpo
   loss without its SFT term); no reference model at all.
 method.pref_ftx adds an SFT loss on the chosen replies with that weight (sigmoid, ipo, hinge, simpo).

@@ -19,6 +19,8 @@ REFERENCE_KEYS = ("ref_chosen_logps", "ref_rejected_logps")
 
 
 class CachedPairsDPOTrainer(DPOTrainer):
+    """TRL's DPOTrainer on llmft's cached token ids, scoring a multi-pass step's reference at once."""
+
     def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
         return dataset
 
